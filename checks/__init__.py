@@ -1,0 +1,1 @@
+"""The rules: one module per area, each check one decorated pure function (see preflight.registry)."""

@@ -1,0 +1,1 @@
+"""Versioned compatibility data (TOML, each entry with its source), shipped as package data."""

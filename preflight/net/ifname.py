@@ -1,0 +1,66 @@
+"""NCCL's and gloo's rules for choosing a socket interface, reproduced as pure functions.
+
+NCCL (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html, NCCL_SOCKET_IFNAME): a
+comma-separated list of interface-name *prefixes*; a leading ``^`` excludes the listed prefixes
+instead; a leading ``=`` (after any ``^``) makes the names exact instead of prefixes. Without the
+variable NCCL prefers interfaces other than ``docker*`` and ``lo``, using ``lo`` last.
+gloo (torch ``GLOO_SOCKET_IFNAME``): a comma-separated list of exact interface names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class IfnameSpec:
+    names: tuple[str, ...]
+    exclude: bool
+    exact: bool
+
+
+def parse_nccl_ifname(value: str) -> IfnameSpec:
+    """Parse an ``NCCL_SOCKET_IFNAME`` value.
+
+    >>> parse_nccl_ifname("^=docker0,lo")
+    IfnameSpec(names=('docker0', 'lo'), exclude=True, exact=True)
+    >>> parse_nccl_ifname("eth,ib")
+    IfnameSpec(names=('eth', 'ib'), exclude=False, exact=False)
+    """
+    text = value.strip()
+    exclude = text.startswith("^")
+    if exclude:
+        text = text[1:]
+    exact = text.startswith("=")
+    if exact:
+        text = text[1:]
+    return IfnameSpec(tuple(n.strip() for n in text.split(",") if n.strip()), exclude, exact)
+
+
+def _hit(spec: IfnameSpec, name: str) -> bool:
+    if spec.exact:
+        return name in spec.names
+    return any(name.startswith(prefix) for prefix in spec.names)
+
+
+def nccl_matches(value: str, interfaces: list[str]) -> list[str]:
+    """The interfaces an ``NCCL_SOCKET_IFNAME`` value selects among ``interfaces``.
+
+    >>> nccl_matches("bond0", ["lo", "bond0", "bond0.2973", "eth0"])
+    ['bond0', 'bond0.2973']
+    >>> nccl_matches("=bond0", ["bond0", "bond0.2973"])
+    ['bond0']
+    >>> nccl_matches("^docker,lo", ["lo", "docker0", "eth0"])
+    ['eth0']
+    """
+    spec = parse_nccl_ifname(value)
+    return [n for n in interfaces if _hit(spec, n) != spec.exclude]
+
+
+def gloo_names(value: str) -> list[str]:
+    """The exact interface names a ``GLOO_SOCKET_IFNAME`` value lists.
+
+    >>> gloo_names("eth0, eth1")
+    ['eth0', 'eth1']
+    """
+    return [n.strip() for n in value.split(",") if n.strip()]

@@ -1,0 +1,140 @@
+"""Checks and their registry: the ``@check`` decorator, selection by id or glob, and the runner.
+
+A check is a pure function ``(ctx: CheckContext) -> Outcome`` in one module of ``checks/``,
+declared with ``@check(id, group, title, thresholds={...})``. The registry is built by scanning
+those modules, so adding a check is adding one decorated function.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from preflight.errors import InputError
+from preflight.facts import NodeFacts
+from preflight.findings import Finding, Outcome, Status
+
+CHECK_MODULES = ("gpu", "driver", "packages", "system", "network_env")
+
+GROUP_ORDER = ("GPUs", "Driver and CUDA", "Python packages", "System", "Network environment")
+
+Threshold = int | float
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Facts that do not come from the node: what the user told us to expect."""
+
+    expect_gpus: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    facts: NodeFacts
+    thresholds: dict[str, Threshold]
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    group: str
+    title: str
+    func: Callable[[CheckContext], Outcome]
+    thresholds: dict[str, Threshold]
+
+    @property
+    def doc(self) -> str:
+        return " ".join((self.func.__doc__ or "").split())
+
+
+def check(
+    check_id: str, *, group: str, title: str, thresholds: dict[str, Threshold] | None = None
+) -> Callable[[Callable[[CheckContext], Outcome]], Callable[[CheckContext], Outcome]]:
+    """Declare a check; the function is returned unchanged, with its spec attached."""
+    if group not in GROUP_ORDER:
+        raise ValueError(f"unknown group {group!r} for {check_id}")
+
+    def wrap(func: Callable[[CheckContext], Outcome]) -> Callable[[CheckContext], Outcome]:
+        func.__preflight_check__ = CheckSpec(  # type: ignore[attr-defined]
+            check_id, group, title, func, dict(thresholds or {})
+        )
+        return func
+
+    return wrap
+
+
+def load_checks() -> dict[str, CheckSpec]:
+    """Every check shipped in ``preflight.checks``, by id, in module then definition order."""
+    specs: dict[str, CheckSpec] = {}
+    for name in CHECK_MODULES:
+        module = importlib.import_module(f"preflight.checks.{name}")
+        for value in vars(module).values():
+            spec = getattr(value, "__preflight_check__", None)
+            if isinstance(spec, CheckSpec):
+                if spec.id in specs:
+                    raise ValueError(f"duplicate check id {spec.id}")
+                specs[spec.id] = spec
+    return specs
+
+
+def select(
+    specs: dict[str, CheckSpec], only: Iterable[str], skip: Iterable[str], *, source: str
+) -> list[CheckSpec]:
+    """Checks left after ``--only`` and ``--skip`` (ids or globs); a pattern matching nothing is an error."""
+    only, skip = list(only), list(skip)
+    for pattern in [*only, *skip]:
+        if not any(fnmatch.fnmatchcase(cid, pattern) for cid in specs):
+            raise InputError(f"unknown check id {pattern!r} (see `preflight checks`)", source=source)
+    chosen = [
+        s for cid, s in specs.items() if not only or any(fnmatch.fnmatchcase(cid, p) for p in only)
+    ]
+    return [s for s in chosen if not any(fnmatch.fnmatchcase(s.id, p) for p in skip)]
+
+
+def run_checks(
+    facts: NodeFacts,
+    specs: Iterable[CheckSpec],
+    overrides: dict[str, dict[str, Threshold]],
+    options: RunOptions,
+) -> list[Finding]:
+    """Run each check on the facts; a check that raises becomes an ``error`` finding, never a crash."""
+    findings = []
+    for spec in specs:
+        thresholds = {**spec.thresholds, **overrides.get(spec.id, {})}
+        try:
+            outcome = spec.func(CheckContext(facts, thresholds, options))
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            outcome = Outcome(
+                Status.ERROR,
+                f"the check raised {type(exc).__name__}: {exc}",
+                "",
+                "report this as a preflight bug, with the facts file (--save-facts)",
+            )
+        findings.append(
+            Finding(
+                spec.id,
+                outcome.status,
+                facts.node,
+                spec.title,
+                spec.group,
+                outcome.observed,
+                outcome.expected,
+                outcome.remediation,
+                _jsonable(outcome.evidence),
+            )
+        )
+    return findings
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,1 @@
+"""Renderers of findings: terminal tables (rich) and one JSON document."""

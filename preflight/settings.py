@@ -1,0 +1,145 @@
+"""User settings: check selection, strictness and per-check thresholds.
+
+Read from ``.preflight.toml`` (top-level keys) or the ``[tool.preflight]`` table of a
+``pyproject.toml``, whichever is found first walking up from the current directory (a
+``pyproject.toml`` without the table is passed over), or from ``--config PATH``. Command-line
+flags override the file. Unknown keys, unknown check ids and wrongly typed values are input
+errors naming the file and line.
+
+    [tool.preflight]
+    skip = ["gpu.persistence_mode"]
+    strict = true
+    expect_gpus = 8
+
+    [tool.preflight.checks."gpu.memory_in_use"]
+    max_used_mib = 2048
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import InputError
+from preflight.registry import CheckSpec, Threshold
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+KEYS = {"only": list, "skip": list, "strict": bool, "expect_gpus": int, "checks": dict}
+
+
+@dataclass(frozen=True)
+class Settings:
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    strict: bool = False
+    expect_gpus: int | None = None
+    thresholds: dict[str, dict[str, Threshold]] = field(default_factory=dict)
+    source: str = "command line"
+
+
+def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first ``.preflight.toml`` or ``pyproject.toml`` with ``[tool.preflight]`` at or above ``start``."""
+    for folder in [start, *start.parents]:
+        dotfile = folder / ".preflight.toml"
+        if dotfile.is_file():
+            return dotfile, _read_toml(dotfile)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read_toml(pyproject).get("tool", {}).get("preflight")
+            if table is not None:
+                if not isinstance(table, dict):
+                    raise InputError("[tool.preflight] must be a table", source=str(pyproject))
+                return pyproject, table
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", source=str(path)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line = int(match.group(1)) if match else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise InputError(f"invalid TOML: {message}", source=str(path), line=line) from None
+
+
+def _line_of(path: Path, key: str) -> int | None:
+    """Best-effort line number of ``key`` in a TOML file, for error messages."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    pattern = re.compile(r'^\s*(\[.*)?["\']?' + re.escape(key) + r'["\']?\s*(=|\]|\.)')
+    for number, line in enumerate(lines, 1):
+        if pattern.search(line):
+            return number
+    return None
+
+
+def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]) -> Settings:
+    """Validate a ``[tool.preflight]`` table against the known keys, checks and thresholds."""
+    source = str(path)
+
+    def error(key: str, message: str) -> InputError:
+        return InputError(message, source=source, line=_line_of(path, key.split(".")[-1]))
+
+    for key, value in table.items():
+        if key not in KEYS:
+            raise error(key, f"unknown key {key!r} (known: {', '.join(KEYS)})")
+        expected = KEYS[key]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise error(key, f"{key} must be {expected.__name__}, got {value!r}")
+    for key in ("only", "skip"):
+        for item in table.get(key, []):
+            if not isinstance(item, str):
+                raise error(key, f"{key} entries must be check ids, got {item!r}")
+    thresholds: dict[str, dict[str, Threshold]] = {}
+    for check_id, values in table.get("checks", {}).items():
+        if check_id not in specs:
+            raise error(check_id, f"unknown check id {check_id!r} in [checks]")
+        if not isinstance(values, dict):
+            raise error(check_id, f"checks.{check_id} must be a table of thresholds")
+        known = specs[check_id].thresholds
+        for name, value in values.items():
+            if name not in known:
+                names = ", ".join(known) or "none"
+                raise error(name, f"{check_id} has no threshold {name!r} (known: {names})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise error(name, f"{check_id}.{name} must be a number, got {value!r}")
+        thresholds[check_id] = dict(values)
+    return Settings(
+        only=tuple(table.get("only", ())),
+        skip=tuple(table.get("skip", ())),
+        strict=table.get("strict", False),
+        expect_gpus=table.get("expect_gpus"),
+        thresholds=thresholds,
+        source=source,
+    )
+
+
+def resolve_settings(
+    specs: dict[str, CheckSpec], *, config: Path | None, cwd: Path
+) -> Settings:
+    """Settings from ``--config`` or the nearest config file; defaults when there is none."""
+    if config is not None:
+        if not config.is_file():
+            raise InputError("config file not found", source=str(config))
+        data = _read_toml(config)
+        if config.name == "pyproject.toml":
+            data = data.get("tool", {}).get("preflight", {})
+        return load_settings(config, data, specs)
+    found = find_config(cwd)
+    if found is None:
+        return Settings()
+    return load_settings(found[0], found[1], specs)
