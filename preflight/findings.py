@@ -77,7 +77,8 @@ class Finding:
 
 
 def worst(findings: list[Finding]) -> Status:
-    return max((f.status for f in findings), default=Status.PASS)
+    """The verdict: the worst status, where a skipped check counts as nothing wrong."""
+    return max((f.status for f in findings if f.status != Status.SKIP), default=Status.PASS)
 
 
 def exit_code(findings: list[Finding], *, strict: bool) -> int:

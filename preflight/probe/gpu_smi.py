@@ -174,7 +174,7 @@ def parse_compute_apps(text: str) -> Dict[str, List[dict]]:
 def parse_cuda_version(text: str) -> Optional[str]:
     """``CUDA Version: 12.4`` from the ``nvidia-smi`` banner, or the ``-q`` report's line.
 
-    >>> parse_cuda_version("| NVIDIA-SMI 535.86.10   Driver Version: 535.86.10   CUDA Version: 12.2  |")
+    >>> parse_cuda_version("| NVIDIA-SMI 535.86.10  Driver Version: 535.86.10  CUDA Version: 12.2")
     '12.2'
     """
     match = _CUDA.search(text)
@@ -266,7 +266,7 @@ def device_from_row(
         "temperature_c": get("temperature.gpu", as_int),
         "power_limit_w": get("power.limit", number),
         "utilization_percent": get("utilization.gpu", as_int),
-        "throttle_reasons": throttle_reason_names(mask) if mask is not None else None,  # type: ignore
+        "throttle_reasons": None if mask is None else throttle_reason_names(mask),  # type: ignore
         "persistence_mode": get("persistence_mode", flag),
         "mig_enabled": get("mig.mode.current", flag),
         "pcie_gen_current": get("pcie.link.gen.current", as_int),
@@ -327,7 +327,8 @@ def query_gpus(run: Run) -> Tuple[List[Dict[str, str]], Dict[str, str]]:
                 )
             return parse_csv(out, fields), rejected
         if bad not in optional:
-            raise RuntimeError("nvidia-smi rejected the field {!r}: {}".format(bad, _first_line(out)))
+            reason = "nvidia-smi rejected the field {!r}: {}".format(bad, _first_line(out, err))
+            raise RuntimeError(reason)
         optional.remove(bad)
         rejected[bad] = "this nvidia-smi does not know the field {!r}".format(bad)
         alternative = ALTERNATIVE_FIELDS.get(bad)

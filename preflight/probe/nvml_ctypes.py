@@ -1,15 +1,14 @@
 """A minimal ctypes binding to ``libnvidia-ml.so.1`` with pynvml's names and return shapes.
 
-Only the calls ``gpu_nvml`` makes are bound, so the probe can read NVML on a host where the
-nvidia-ml-py package is not installed. Struct layouts and signatures follow NVIDIA's ``nvml.h``
-(``nvmlPciInfo_t`` as filled by ``nvmlDeviceGetPciInfo_v3``, ``nvmlMemory_t``,
-``nvmlUtilization_t``, ``nvmlProcessInfo_t``); return values follow nvidia-ml-py's ``pynvml``.
-Standard library only, Python 3.8+.
+Only the calls ``gpu_nvml`` makes are bound, for hosts without the nvidia-ml-py package. Struct
+layouts and signatures follow NVIDIA's ``nvml.h``; return values follow nvidia-ml-py's
+``pynvml``. Standard library only, Python 3.8+.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 from types import SimpleNamespace
 from typing import Any, List, Optional, Tuple
 
@@ -49,11 +48,8 @@ class PciInfo(ctypes.Structure):
 
 class Memory(ctypes.Structure):
     """``nvmlMemory_t``: note the field order total, free, used."""
-    _fields_ = [
-        ("total", ctypes.c_ulonglong),
-        ("free", ctypes.c_ulonglong),
-        ("used", ctypes.c_ulonglong),
-    ]
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong),
+                ("used", ctypes.c_ulonglong)]
 
 
 class Utilization(ctypes.Structure):
@@ -63,12 +59,8 @@ class Utilization(ctypes.Structure):
 
 class ProcessInfo(ctypes.Structure):
     """``nvmlProcessInfo_t`` (= ``nvmlProcessInfo_v2_t``) for the ``_v2``/``_v3`` entry points."""
-    _fields_ = [
-        ("pid", ctypes.c_uint),
-        ("usedGpuMemory", ctypes.c_ulonglong),
-        ("gpuInstanceId", ctypes.c_uint),
-        ("computeInstanceId", ctypes.c_uint),
-    ]
+    _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong),
+                ("gpuInstanceId", ctypes.c_uint), ("computeInstanceId", ctypes.c_uint)]
 
 
 class ProcessInfoV1(ctypes.Structure):
@@ -82,6 +74,20 @@ _PROCESS_ENTRY_POINTS = (
     ("nvmlDeviceGetComputeRunningProcesses_v2", ProcessInfo),
     ("nvmlDeviceGetComputeRunningProcesses", ProcessInfoV1),
 )
+
+
+class _Scalar:
+    """A method ``name([device]) -> int`` that calls NVML's ``name([device,] &out)``."""
+
+    def __init__(self, ctype: Any) -> None:
+        self.ctype = ctype
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        return self if obj is None else functools.partial(obj._out, self.name, self.ctype)
 
 
 class Nvml:
@@ -150,14 +156,12 @@ class Nvml:
     def nvmlSystemGetNVMLVersion(self) -> str:
         return self._string("nvmlSystemGetNVMLVersion")
 
-    def nvmlSystemGetCudaDriverVersion(self) -> int:
-        return self._out("nvmlSystemGetCudaDriverVersion", ctypes.c_int)
-
-    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
-        return self._out("nvmlSystemGetCudaDriverVersion_v2", ctypes.c_int)
+    nvmlSystemGetCudaDriverVersion = _Scalar(ctypes.c_int)  # e.g. 12040 for CUDA 12.4
+    nvmlSystemGetCudaDriverVersion_v2 = _Scalar(ctypes.c_int)
 
     def nvmlSystemGetProcessName(self, pid: int) -> str:
-        return self._string("nvmlSystemGetProcessName", ctypes.c_uint(pid), size=_PROCESS_NAME_BUFFER)
+        pid_arg = ctypes.c_uint(pid)
+        return self._string("nvmlSystemGetProcessName", pid_arg, size=_PROCESS_NAME_BUFFER)
 
     def nvmlDeviceGetCount(self) -> int:
         return self._out(("nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"), ctypes.c_uint)
@@ -219,9 +223,6 @@ class Nvml:
                 return [int(a) for a in pages[: count.value]]
         raise self._error(ret)
 
-    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetRetiredPagesPendingStatus", ctypes.c_int, h)
-
     def nvmlDeviceGetRemappedRows(self, h: ctypes.c_void_p) -> Tuple[int, int, int, int]:
         """``(corrRows, uncRows, isPending, failureOccurred)``."""
         return self._outs("nvmlDeviceGetRemappedRows", ctypes.c_uint, 4, h)  # type: ignore
@@ -229,35 +230,22 @@ class Nvml:
     def nvmlDeviceGetTemperature(self, h: ctypes.c_void_p, sensor: int) -> int:
         return self._out("nvmlDeviceGetTemperature", ctypes.c_uint, h, ctypes.c_int(sensor))
 
-    def nvmlDeviceGetPowerManagementLimit(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetPowerManagementLimit", ctypes.c_uint, h)  # milliwatts
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetCurrentClocksEventReasons", ctypes.c_ulonglong, h)
-
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetCurrentClocksThrottleReasons", ctypes.c_ulonglong, h)
-
-    def nvmlDeviceGetPersistenceMode(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetPersistenceMode", ctypes.c_int, h)
-
     def nvmlDeviceGetMigMode(self, h: ctypes.c_void_p) -> Tuple[int, int]:
         return self._outs("nvmlDeviceGetMigMode", ctypes.c_uint, 2, h)  # type: ignore
 
-    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetCurrPcieLinkGeneration", ctypes.c_uint, h)
-
-    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetMaxPcieLinkGeneration", ctypes.c_uint, h)
-
-    def nvmlDeviceGetCurrPcieLinkWidth(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetCurrPcieLinkWidth", ctypes.c_uint, h)
-
-    def nvmlDeviceGetMaxPcieLinkWidth(self, h: ctypes.c_void_p) -> int:
-        return self._out("nvmlDeviceGetMaxPcieLinkWidth", ctypes.c_uint, h)
-
     def nvmlDeviceGetNvLinkState(self, h: ctypes.c_void_p, link: int) -> int:
         return self._out("nvmlDeviceGetNvLinkState", ctypes.c_int, h, ctypes.c_uint(link))
+
+    # Queries of one device handle with one integer output, as pynvml returns them.
+    nvmlDeviceGetRetiredPagesPendingStatus = _Scalar(ctypes.c_int)
+    nvmlDeviceGetPowerManagementLimit = _Scalar(ctypes.c_uint)  # milliwatts
+    nvmlDeviceGetCurrentClocksEventReasons = _Scalar(ctypes.c_ulonglong)
+    nvmlDeviceGetCurrentClocksThrottleReasons = _Scalar(ctypes.c_ulonglong)
+    nvmlDeviceGetPersistenceMode = _Scalar(ctypes.c_int)
+    nvmlDeviceGetCurrPcieLinkGeneration = _Scalar(ctypes.c_uint)
+    nvmlDeviceGetMaxPcieLinkGeneration = _Scalar(ctypes.c_uint)
+    nvmlDeviceGetCurrPcieLinkWidth = _Scalar(ctypes.c_uint)
+    nvmlDeviceGetMaxPcieLinkWidth = _Scalar(ctypes.c_uint)
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: ctypes.c_void_p) -> List[SimpleNamespace]:
         """Compute processes with ``.pid`` and ``.usedGpuMemory`` (None when NVML has no figure)."""
