@@ -96,11 +96,14 @@ def memory_in_use(ctx: CheckContext) -> Outcome:
     limit = int(ctx.thresholds["max_used_mib"]) * MIB
     busy, procs = [], []
     for dev in devices:
+        holders = []
         for p in dev.processes or []:
             used = f"{p.used_bytes // MIB} MiB" if p.used_bytes is not None else "? MiB"
-            procs.append(f"GPU {dev.index}: pid {p.pid} {p.name or '?'} ({used})")
+            holders.append(f"pid {p.pid} {p.name or '?'} ({used})")
+            procs.append(f"GPU {dev.index}: {holders[-1]}")
         if dev.memory_used_bytes is not None and dev.memory_used_bytes > limit:
-            busy.append(f"GPU {dev.index}: {dev.memory_used_bytes // MIB} MiB used")
+            by = f" by {', '.join(holders)}" if holders else ""
+            busy.append(f"GPU {dev.index}: {dev.memory_used_bytes // MIB} MiB used{by}")
     pids = sorted({p.pid for d in devices for p in d.processes or []})
     kill = f"`kill {' '.join(map(str, pids))}`" if pids else "find the holder with `nvidia-smi`"
     if busy:

@@ -39,7 +39,7 @@ def shm_size(ctx: CheckContext) -> Outcome:
     single_min = int(ctx.thresholds["min_mib"]) * MIB
     observed = f"{_size(size)} ({_size(shm.free_bytes or 0)} free)"
     if gpus > 1 and size < multi_min:
-        return fail(observed, f"at least {_size(multi_min)} on a {gpus}-GPU node", fix)
+        return fail(observed, f"at least {_size(multi_min)} with {gpus} GPUs", fix)
     if size < single_min:
         return warn(observed, f"at least {_size(single_min)}", fix)
     return passed(observed, f"at least {_size(multi_min if gpus > 1 else single_min)}")

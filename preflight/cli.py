@@ -90,7 +90,7 @@ def _judge(args: argparse.Namespace, facts_source) -> int:  # noqa: ANN001 - a z
 
         from preflight.report.terminal import render_terminal
 
-        render_terminal(Console(), facts, findings, code, strict=strict)
+        render_terminal(Console(), args.command, facts, findings, code, strict=strict)
     return code
 
 

@@ -48,6 +48,23 @@ GPU-d9337494-6060-1440-039f-4654245b5764, 1425261, python3, 105842 MiB
 GPU-28780eb0-24d5-1f13-59b8-ae5c23617a72, 1758887, [Not Found], 58060 MiB
 """
 
+# Captured for this module on a lent H200 (driver 580.159.04, nvidia-smi 580.159.04), with
+# `--query-gpu=<H200_FULL_FIELDS> --format=csv,nounits`. Driver 580 still accepts
+# clocks_throttle_reasons.active but heads the column with its new name. Retired pages read
+# [N/A] on Hopper, which remaps rows instead.
+H200_FULL_FIELDS = (
+    "index", "name", "uuid", "pci.bus_id", "memory.total", "compute_cap", "ecc.mode.current",
+    "ecc.errors.uncorrected.volatile.total", "retired_pages.single_bit_ecc.count",
+    "retired_pages.double_bit.count", "retired_pages.pending", "remapped_rows.pending",
+    "remapped_rows.failure", "power.limit", "clocks_event_reasons.active",
+    "clocks_throttle_reasons.active", "persistence_mode", "mig.mode.current", "pcie.link.gen.max",
+    "pcie.link.width.max",
+)
+H200_FULL = """\
+index, name, uuid, pci.bus_id, memory.total [MiB], compute_cap, ecc.mode.current, ecc.errors.uncorrected.volatile.total, retired_pages.single_bit_ecc.count, retired_pages.double_bit.count, retired_pages.pending, remapped_rows.pending, remapped_rows.failure, power.limit [W], clocks_event_reasons.active, clocks_event_reasons.active, persistence_mode, mig.mode.current, pcie.link.gen.max, pcie.link.width.max
+0, NVIDIA H200, GPU-33cb4f14-fab7-1792-d650-b4d8610a6302, 00000000:00:06.0, 143771, 9.0, Enabled, 0, [N/A], [N/A], [N/A], No, No, 700.00, 0x0000000000000001, 0x0000000000000001, Enabled, Disabled, 5, 16
+"""  # noqa: E501
+
 # RTX PRO 6000 Blackwell, driver 610.43.02,
 # `--query-gpu=index,name,uuid,driver_version,memory.total,mig.mode.current --format=csv`
 # (data lines only, as the document shows them). HAMi dynamic-MIG walkthrough in a public
@@ -152,6 +169,24 @@ def test_healthy_h200_node_parses_every_gpu_and_its_processes():
     assert first["pci_bus_id"] is None
     assert "not queried" in first["unavailable"]["pci_bus_id"]
     assert first["nvlink_up"] is None and first["unavailable"]["nvlink_up"]
+
+
+def test_h200_full_field_set_on_driver_580():
+    (row,) = gpu_smi.parse_csv(H200_FULL, H200_FULL_FIELDS)
+    device = gpu_smi.device_from_row(row, {}, processes=[])
+    assert set(device) == DEVICE_KEYS
+    assert device["name"] == "NVIDIA H200"
+    assert device["pci_bus_id"] == "00000000:00:06.0"
+    assert device["memory_total_bytes"] == 143771 * MIB
+    assert device["compute_capability"] == "9.0"
+    assert device["ecc_enabled"] is True and device["ecc_uncorrected_volatile"] == 0
+    assert device["retired_pages"] is None and device["retired_pages_pending"] is None
+    assert device["unavailable"]["retired_pages"].endswith(": N/A")
+    assert device["row_remap_pending"] is False and device["row_remap_failed"] is False
+    assert device["power_limit_w"] == 700.0
+    assert device["throttle_reasons"] == ["gpu_idle"]
+    assert device["persistence_mode"] is True and device["mig_enabled"] is False
+    assert (device["pcie_gen_max"], device["pcie_width_max"]) == (5, 16)
 
 
 def test_long_gpu_name_and_mig_mode():

@@ -20,14 +20,16 @@ STYLES = {
 }
 
 
-def _header(facts: NodeFacts) -> Text:
+def _header(command: str, facts: NodeFacts) -> Text:
     s = facts_summary(facts)
     gpus = f"{s['gpu_count']}× {', '.join(s['gpu_models'])}" if s["gpu_count"] else "no GPU"
     driver = f"driver {s['driver_version']} (CUDA {s['cuda_driver_version']})" if s["driver_version"] else ""
     torch = f"torch {s['torch']}" + (f"+CUDA {s['torch_cuda']}" if s["torch_cuda"] else "") if s["torch"] else "no torch"
     parts = [gpus, driver, f"Python {s['python']}", torch, s["os"] or ""]
     text = Text()
-    text.append(f"preflight node: {s['node']}", style="bold")
+    text.append(f"preflight {command}: {s['node']}", style="bold")
+    if command == "replay":
+        text.append(f" (facts collected {s['collected_at']})")
     text.append("  " + " · ".join(p for p in parts if p))
     return text
 
@@ -73,9 +75,15 @@ def verdict_line(findings: list[Finding], exit_code: int, strict: bool) -> Text:
 
 
 def render_terminal(
-    console: Console, facts: NodeFacts, findings: list[Finding], exit_code: int, *, strict: bool
+    console: Console,
+    command: str,
+    facts: NodeFacts,
+    findings: list[Finding],
+    exit_code: int,
+    *,
+    strict: bool,
 ) -> None:
-    console.print(_header(facts))
+    console.print(_header(command, facts))
     for group in GROUP_ORDER:
         rows = [f for f in findings if f.group == group]
         if rows:
