@@ -23,6 +23,7 @@ bad() { echo "FAILED: $*"; status=1; }
 note "machine"
 nvidia-smi -L; $PY --version; uname -r
 $PY -m pip install -q --no-deps --no-build-isolation --no-index . 2>&1 | tail -2 || bad "pip install"
+REPO=$PWD
 cd /tmp || exit 1
 
 note "preflight node through each GPU source"
@@ -97,5 +98,5 @@ nvidia-smi --query-gpu=index,name,uuid,pci.bus_id,memory.total,memory.used,memor
 head -c 600 "$OUT/nvidia-smi-query-gpu.csv"; echo
 
 note "node latency against collect_env"
-cd - >/dev/null && $PY benchmarks/node_latency.py --runs 5 | tee "$OUT/node_latency.txt"
+$PY "$REPO/benchmarks/node_latency.py" --runs 5 | tee "$OUT/node_latency.txt" || bad "latency benchmark"
 exit $status
