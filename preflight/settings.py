@@ -133,6 +133,8 @@ def resolve_settings(
 ) -> Settings:
     """Settings from ``--config`` or the nearest config file; defaults when there is none."""
     if config is not None:
+        if config.is_dir():
+            raise InputError("is a directory, expected a TOML settings file", source=str(config))
         if not config.is_file():
             raise InputError("config file not found", source=str(config))
         data = _read_toml(config)

@@ -98,10 +98,9 @@ class Nvml:
     def __init__(self, lib: ctypes.CDLL, path: str) -> None:
         self._lib = lib
         self.path = path
-        try:
-            lib.nvmlErrorString.restype = ctypes.c_char_p
-        except AttributeError:
-            pass
+        error_string = getattr(lib, "nvmlErrorString", None)  # absent from a broken library
+        if error_string is not None:
+            error_string.restype = ctypes.c_char_p
 
     def _symbol(self, *names: str) -> Any:
         """The first of ``names`` the library exports; NVMLError(FUNCTION_NOT_FOUND) if none."""

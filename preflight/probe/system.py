@@ -115,7 +115,12 @@ def disk_locations(env, home, cwd):
 
 def _disks(unavailable):
     out = []
-    for purpose, path in disk_locations(os.environ, os.path.expanduser("~"), os.getcwd()):
+    try:
+        cwd = os.getcwd()
+    except OSError as exc:  # the working directory was deleted under us
+        unavailable["disk.cwd"] = "current directory unavailable: {}".format(exc)
+        cwd = "/"
+    for purpose, path in disk_locations(os.environ, os.path.expanduser("~"), cwd):
         try:
             vfs = os.statvfs(_existing_ancestor(path))
         except OSError as exc:
