@@ -88,8 +88,9 @@ def gpu_count(ctx: CheckContext) -> Outcome:
 def memory_in_use(ctx: CheckContext) -> Outcome:
     """Memory already held on a GPU before the job starts: a leftover process from a previous run
     (or another user's job) turns into an out-of-memory error at step 1. Lists the processes.
-    Threshold: gcm's prolog default is 15 MiB of used memory; drivers reserve some memory, so
-    preflight fails above ``max_used_mib`` and warns on any compute process below it."""
+    Threshold: gcm's prolog default is 15 MiB, but NVML counts driver-reserved memory as used
+    (an idle H200 on driver 580 reports about 615 MiB, tests/fixtures/h200_vm.json), so preflight
+    fails above ``max_used_mib`` and warns on any compute process below it."""
     devices = _devices(ctx)
     if isinstance(devices, Outcome):
         return devices

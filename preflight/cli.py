@@ -126,8 +126,10 @@ def _list_checks(as_json: bool) -> int:
     from rich.table import Table
 
     table = Table(title="preflight checks", title_justify="left", expand=True)
-    for name in ("id", "group", "thresholds", "what it catches"):
-        table.add_column(name, no_wrap=name == "id")
+    table.add_column("id", no_wrap=True, style="cyan")
+    table.add_column("group", no_wrap=True)
+    table.add_column("thresholds", ratio=1)
+    table.add_column("what it catches", ratio=4)
     for s in specs.values():
         limits = ", ".join(f"{k}={v}" for k, v in s.thresholds.items())
         table.add_row(s.id, s.group, limits, s.doc)
