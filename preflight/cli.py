@@ -32,6 +32,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, got {value}")
+    return value
+
+
 def _add_judging_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.add_argument(
@@ -57,8 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_judging_options(node)
     node.add_argument("--save-facts", type=Path, metavar="PATH", help="also write the collected facts to PATH")
 
-    replay = sub.add_parser("replay", help="judge facts saved with `node --save-facts`, on any machine")
-    replay.add_argument("facts", type=Path, help="a facts JSON file")
+    cluster = sub.add_parser(
+        "cluster",
+        help="sweep every node of a job over SSH, judge each and compare them (no hosts file: this machine)",
+    )
+    cluster.add_argument("hosts", type=Path, nargs="?", help="hosts file (plain, DeepSpeed, Open MPI, MPICH, Slurm)")
+    cluster.add_argument(
+        "--hosts-format", default="auto", choices=("auto", "plain", "deepspeed", "openmpi", "mpich", "slurm")
+    )
+    cluster.add_argument("--slurm", action="store_true", help="take the nodes from SLURM_JOB_NODELIST")
+    cluster.add_argument("-l", "--user", help="SSH user for every host (a user@ in the hosts file wins)")
+    cluster.add_argument("-p", "--port", type=_port, help="SSH port for every host (a :port in the hosts file wins)")
+    cluster.add_argument("-i", "--identity", action="append", default=[], metavar="KEY", help="private key file")
+    cluster.add_argument("--ssh-config", type=Path, metavar="PATH", help="SSH client config (default ~/.ssh/config)")
+    cluster.add_argument(
+        "--accept-new-host-keys", action="store_true", help="record unknown host keys (changed keys are always refused)"
+    )
+    cluster.add_argument("--parallel", type=_positive_int, default=64, metavar="N", help="hosts at once (default 64)")
+    cluster.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="S", help="per host (default 10)")
+    cluster.add_argument("--command-timeout", type=_seconds, default=60.0, metavar="S", help="probe run (default 60)")
+    cluster.add_argument("--python", default="python3", help="the nodes' training Python (default python3)")
+    cluster.add_argument("--env", metavar="CMD", help='shell run first on each node, e.g. ". /opt/venv/bin/activate"')
+    cluster.add_argument("--conda", metavar="ENV", help="conda environment to activate on each node")
+    cluster.add_argument("--save-facts", type=Path, metavar="DIR", help="write one facts file per node into DIR")
+    _add_judging_options(cluster)
+
+    replay = sub.add_parser("replay", help="judge saved facts (a file, or a folder from cluster --save-facts)")
+    replay.add_argument("facts", type=Path, help="a facts JSON file, or a folder of them (judged as a cluster)")
     _add_judging_options(replay)
 
     checks = sub.add_parser("checks", help="list every check id, its group, thresholds and what it catches")
@@ -66,31 +108,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _selection(args: argparse.Namespace):  # noqa: ANN202
+    from preflight.registry import load_checks
+    from preflight.settings import effective
+
+    return effective(
+        load_checks(),
+        config=args.config,
+        cwd=Path.cwd(),
+        only=_csv(args.only),
+        skip=_csv(args.skip),
+        strict=args.strict,
+        expect_gpus=args.expect_gpus,
+    )
+
+
 def _judge(args: argparse.Namespace, facts_source) -> int:  # noqa: ANN001 - a zero-arg callable
     from preflight.findings import exit_code
-    from preflight.registry import RunOptions, load_checks, run_checks, select
-    from preflight.settings import resolve_settings
+    from preflight.registry import RunOptions, run_checks
 
-    specs = load_checks()
-    settings = resolve_settings(specs, config=args.config, cwd=Path.cwd())
-    only = _csv(args.only) or settings.only
-    skip = _csv(args.skip) + settings.skip
-    chosen = select(specs, only, skip, source="--only/--skip" if (args.only or args.skip) else settings.source)
-    strict = settings.strict if args.strict is None else args.strict
-    expect = args.expect_gpus if args.expect_gpus is not None else settings.expect_gpus
+    sel = _selection(args)
     facts = facts_source()
-    findings = run_checks(facts, chosen, settings.thresholds, RunOptions(expect_gpus=expect))
-    code = exit_code(findings, strict=strict)
+    findings = run_checks(facts, sel.specs, sel.thresholds, RunOptions(expect_gpus=sel.expect_gpus))
+    code = exit_code(findings, strict=sel.strict)
     if args.json:
         from preflight.report.json_report import render_json, report_document
 
         print(render_json(report_document(args.command, facts, findings, code)))
     else:
-        from rich.console import Console
+        from preflight.report.console import make_console
 
         from preflight.report.terminal import render_terminal
 
-        render_terminal(Console(), args.command, facts, findings, code, strict=strict)
+        render_terminal(make_console(), args.command, facts, findings, code, strict=sel.strict)
     return code
 
 
@@ -109,6 +159,41 @@ def _collect_local(args: argparse.Namespace):  # noqa: ANN202
     return facts
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from preflight.cluster.command import ClusterRequest, run_cluster
+
+    sel = _selection(args)  # settings errors surface before any connection is made
+    if args.hosts is not None and args.slurm:
+        raise InputError("give a hosts file or --slurm, not both")
+    sweep_options = None
+    if args.hosts is not None or args.slurm:
+        from preflight.cluster.connect import ConnectOptions
+        from preflight.cluster.remote_probe import Interpreter
+        from preflight.cluster.ssh_config import Overrides
+        from preflight.cluster.sweep import SweepOptions
+
+        sweep_options = SweepOptions(
+            connect=ConnectOptions(
+                connect_timeout=args.connect_timeout,
+                accept_new_host_keys=args.accept_new_host_keys,
+                overrides=Overrides(args.user, args.port, tuple(args.identity)),
+            ),
+            interpreter=Interpreter(args.python, args.env, args.conda),
+            command_timeout=args.command_timeout,
+            parallel=max(1, args.parallel),
+        )
+    request = ClusterRequest(
+        hosts_file=args.hosts,
+        hosts_format=args.hosts_format,
+        slurm=args.slurm,
+        ssh_config=args.ssh_config,
+        sweep_options=sweep_options,
+        save_facts=args.save_facts,
+        as_json=args.json,
+    )
+    return run_cluster(request, sel)
+
+
 def _list_checks(as_json: bool) -> int:
     from preflight.registry import load_checks
 
@@ -122,7 +207,7 @@ def _list_checks(as_json: bool) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    from rich.console import Console
+    from preflight.report.console import make_console
     from rich.table import Table
 
     table = Table(title="preflight checks", title_justify="left", expand=True)
@@ -133,7 +218,7 @@ def _list_checks(as_json: bool) -> int:
     for s in specs.values():
         limits = ", ".join(f"{k}={v}" for k, v in s.thresholds.items())
         table.add_row(s.id, s.group, limits, s.doc)
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 
@@ -142,17 +227,29 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "node":
         return _judge(args, lambda: _collect_local(args))
     if args.command == "replay":
+        if args.facts.is_dir():
+            from preflight.report.console import make_console
+
+            from preflight.cluster.command import load_directory, render
+
+            entries = load_directory(args.facts)
+            return render("replay", entries, _selection(args), as_json=args.json, console=make_console())
         from preflight.facts import load_facts
 
         return _judge(args, lambda: load_facts(args.facts))
+    if args.command == "cluster":
+        return _cluster(args)
     if args.command == "checks":
         return _list_checks(args.json)
     raise AssertionError(f"unhandled command {args.command}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = 0
     try:
-        return run(argv)
+        code = run(argv)
+        sys.stdout.flush()  # a closed pipe (`| head`) shows up here, inside the handler
+        return code
     except InputError as exc:
         print(f"preflight: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -160,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         print("preflight: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        sys.stderr.close()
-        return 0
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to write, and no error at exit
+        return code
     except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
         if os.environ.get("PREFLIGHT_DEBUG"):
             raise

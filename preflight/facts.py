@@ -36,6 +36,7 @@ class ProbeInfo:
     python_version: str
     collected_at: str
     duration_s: float
+    clock_unix: float | None = None
 
 
 @dataclass
@@ -199,6 +200,23 @@ class NetworkEnv:
     env: dict[str, str]
     unavailable: dict[str, str] = field(default_factory=dict)
     master_addr_addresses: list[str] | None = None
+    resolved: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class SweepInfo:
+    """What the controller saw of a node it reached over SSH (absent for a local run).
+
+    ``clock_offset_s`` is the node's clock minus the controller's, measured at the middle of the
+    probe's round trip; it is uncertain by ``rtt_s / 2``.
+    """
+
+    target: str
+    slots: int | None
+    connect_s: float | None
+    probe_s: float | None
+    rtt_s: float | None
+    clock_offset_s: float | None
 
 
 @dataclass
@@ -213,10 +231,12 @@ class NodeFacts:
     python: PythonEnv
     network: NetworkEnv
     note: str | None = None
+    sweep: SweepInfo | None = None
 
     @property
     def node(self) -> str:
-        return self.identity.hostname
+        """The node's name as the user wrote it in the hosts file, else its hostname."""
+        return self.sweep.target if self.sweep is not None else self.identity.hostname
 
 
 def parse_facts(data: object, source: str) -> NodeFacts:

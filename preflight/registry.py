@@ -17,9 +17,18 @@ from preflight.errors import InputError
 from preflight.facts import NodeFacts
 from preflight.findings import Finding, Outcome, Status
 
-CHECK_MODULES = ("gpu", "driver", "packages", "system", "network_env")
+CHECK_MODULES = ("gpu", "driver", "packages", "system", "network_env", "consistency")
 
-GROUP_ORDER = ("GPUs", "Driver and CUDA", "Python packages", "System", "Network environment")
+GROUP_ORDER = (
+    "Reaching the nodes",
+    "GPUs",
+    "Driver and CUDA",
+    "Python packages",
+    "System",
+    "Network environment",
+    "Cluster consistency",
+)
+CLUSTER_NODE = "cluster"
 
 Threshold = int | float
 
@@ -39,12 +48,22 @@ class CheckContext:
 
 
 @dataclass(frozen=True)
+class ClusterContext:
+    """What a cross-node check sees: the facts of every node that answered."""
+
+    nodes: list[NodeFacts]
+    thresholds: dict[str, Threshold]
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass(frozen=True)
 class CheckSpec:
     id: str
     group: str
     title: str
-    func: Callable[[CheckContext], Outcome]
+    func: Callable[[Any], Outcome]
     thresholds: dict[str, Threshold]
+    scope: str = "node"  # "node": once per node; "cluster": once across all nodes
 
     @property
     def doc(self) -> str:
@@ -52,15 +71,26 @@ class CheckSpec:
 
 
 def check(
-    check_id: str, *, group: str, title: str, thresholds: dict[str, Threshold] | None = None
-) -> Callable[[Callable[[CheckContext], Outcome]], Callable[[CheckContext], Outcome]]:
-    """Declare a check; the function is returned unchanged, with its spec attached."""
+    check_id: str,
+    *,
+    group: str,
+    title: str,
+    thresholds: dict[str, Threshold] | None = None,
+    scope: str = "node",
+) -> Callable[[Callable[[Any], Outcome]], Callable[[Any], Outcome]]:
+    """Declare a check; the function is returned unchanged, with its spec attached.
+
+    ``scope="node"`` checks take a ``CheckContext`` and run once per node; ``scope="cluster"``
+    checks take a ``ClusterContext`` and run once across the nodes of a cluster run.
+    """
     if group not in GROUP_ORDER:
         raise ValueError(f"unknown group {group!r} for {check_id}")
+    if scope not in ("node", "cluster"):
+        raise ValueError(f"unknown scope {scope!r} for {check_id}")
 
-    def wrap(func: Callable[[CheckContext], Outcome]) -> Callable[[CheckContext], Outcome]:
+    def wrap(func: Callable[[Any], Outcome]) -> Callable[[Any], Outcome]:
         func.__preflight_check__ = CheckSpec(  # type: ignore[attr-defined]
-            check_id, group, title, func, dict(thresholds or {})
+            check_id, group, title, func, dict(thresholds or {}), scope
         )
         return func
 
@@ -95,38 +125,63 @@ def select(
     return [s for s in chosen if not any(fnmatch.fnmatchcase(s.id, p) for p in skip)]
 
 
+def _finding(spec: CheckSpec, node: str, outcome: Outcome) -> Finding:
+    return Finding(
+        spec.id,
+        outcome.status,
+        node,
+        spec.title,
+        spec.group,
+        outcome.observed,
+        outcome.expected,
+        outcome.remediation,
+        _jsonable(outcome.evidence),
+    )
+
+
+def _safely(spec: CheckSpec, ctx: Any) -> Outcome:
+    """Run one check; a check that raises becomes an ``error`` outcome, never a crash."""
+    try:
+        return spec.func(ctx)
+    except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+        return Outcome(
+            Status.ERROR,
+            f"the check raised {type(exc).__name__}: {exc}",
+            "",
+            "report this as a preflight bug, with the facts file (--save-facts)",
+        )
+
+
 def run_checks(
     facts: NodeFacts,
     specs: Iterable[CheckSpec],
     overrides: dict[str, dict[str, Threshold]],
     options: RunOptions,
 ) -> list[Finding]:
-    """Run each check on the facts; a check that raises becomes an ``error`` finding, never a crash."""
+    """Run the node-scope checks on one node's facts."""
     findings = []
     for spec in specs:
+        if spec.scope != "node":
+            continue
         thresholds = {**spec.thresholds, **overrides.get(spec.id, {})}
-        try:
-            outcome = spec.func(CheckContext(facts, thresholds, options))
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
-            outcome = Outcome(
-                Status.ERROR,
-                f"the check raised {type(exc).__name__}: {exc}",
-                "",
-                "report this as a preflight bug, with the facts file (--save-facts)",
-            )
-        findings.append(
-            Finding(
-                spec.id,
-                outcome.status,
-                facts.node,
-                spec.title,
-                spec.group,
-                outcome.observed,
-                outcome.expected,
-                outcome.remediation,
-                _jsonable(outcome.evidence),
-            )
-        )
+        findings.append(_finding(spec, facts.node, _safely(spec, CheckContext(facts, thresholds, options))))
+    return findings
+
+
+def run_cluster_checks(
+    nodes: list[NodeFacts],
+    specs: Iterable[CheckSpec],
+    overrides: dict[str, dict[str, Threshold]],
+    options: RunOptions,
+) -> list[Finding]:
+    """Run the cluster-scope checks once across all nodes that answered."""
+    findings = []
+    for spec in specs:
+        if spec.scope != "cluster":
+            continue
+        thresholds = {**spec.thresholds, **overrides.get(spec.id, {})}
+        ctx = ClusterContext(nodes, thresholds, options)
+        findings.append(_finding(spec, CLUSTER_NODE, _safely(spec, ctx)))
     return findings
 
 

@@ -145,3 +145,37 @@ def resolve_settings(
     if found is None:
         return Settings()
     return load_settings(found[0], found[1], specs)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The settings of one run, after the command line is laid over the settings file."""
+
+    specs: list[CheckSpec]
+    thresholds: dict[str, dict[str, Threshold]]
+    strict: bool
+    expect_gpus: int | None
+
+
+def effective(
+    specs: dict[str, CheckSpec],
+    *,
+    config: Path | None,
+    cwd: Path,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    strict: bool | None,
+    expect_gpus: int | None,
+) -> Selection:
+    """Command-line values win over the file's; ``--skip`` adds to the file's skips."""
+    from preflight.registry import select
+
+    settings = resolve_settings(specs, config=config, cwd=cwd)
+    source = "--only/--skip" if (only or skip) else settings.source
+    chosen = select(specs, only or settings.only, skip + settings.skip, source=source)
+    return Selection(
+        chosen,
+        settings.thresholds,
+        settings.strict if strict is None else strict,
+        expect_gpus if expect_gpus is not None else settings.expect_gpus,
+    )

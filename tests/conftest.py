@@ -15,6 +15,9 @@ from preflight.registry import RunOptions, load_checks, run_checks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# real sshd hosts in network namespaces (tests/netlab.py); skipped where not root
+pytest_plugins = ["netlab"]
+
 
 def fixture_data(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())

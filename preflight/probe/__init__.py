@@ -17,10 +17,27 @@ from . import gpu, identity, network, python_env, system
 
 PROBE_VERSION = "0.1.0"
 SCHEMA_VERSION = 1
+# Every module of this package: the cluster sweep ships exactly these to each node.
+PROBE_MODULES = (
+    "__init__",
+    "sysfs",
+    "identity",
+    "system",
+    "gpu",
+    "gpu_nvml",
+    "nvml_ctypes",
+    "gpu_smi",
+    "python_env",
+    "network",
+)
 
 
-def collect() -> dict:
-    """All facts of this machine, as a JSON-ready dict matching ``preflight.facts.NodeFacts``."""
+def collect(resolve=()) -> dict:
+    """All facts of this machine, as a JSON-ready dict matching ``preflight.facts.NodeFacts``.
+
+    ``resolve``: host names to look up from this node (the other nodes of a cluster), so that a
+    name resolving differently on different nodes can be found.
+    """
     start = time.perf_counter()
     collected_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     facts = {
@@ -29,7 +46,7 @@ def collect() -> dict:
         "system": system.collect(),
         "gpu": gpu.collect(),
         "python": python_env.collect(),
-        "network": network.collect(),
+        "network": network.collect(resolve),
     }
     facts["probe"] = {
         "version": PROBE_VERSION,
@@ -37,6 +54,7 @@ def collect() -> dict:
         "python_version": ".".join(str(p) for p in sys.version_info[:3]),
         "collected_at": collected_at,
         "duration_s": round(time.perf_counter() - start, 4),
+        "clock_unix": time.time(),
     }
     return facts
 

@@ -141,12 +141,12 @@ def _infiniband():
     return out
 
 
-def _resolve(name, unavailable):
-    """Addresses ``name`` resolves to here ([] with a reason when it does not resolve)."""
+def _resolve(name, unavailable, key):
+    """Addresses ``name`` resolves to here ([] with a reason under ``key`` when it does not)."""
     try:
         infos = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM)
     except OSError as exc:
-        unavailable["master_addr_addresses"] = "{!r} does not resolve: {}".format(name, exc)
+        unavailable[key] = "{!r} does not resolve: {}".format(name, exc)
         return []
     out = []
     for info in infos:
@@ -155,7 +155,7 @@ def _resolve(name, unavailable):
     return out
 
 
-def collect() -> dict:
+def collect(resolve=()) -> dict:
     unavailable = {}
     routes = read_text("/proc/net/route")
     if routes is None:
@@ -168,5 +168,6 @@ def collect() -> dict:
         "infiniband": _infiniband(),
         "env": env,
         "unavailable": unavailable,
-        "master_addr_addresses": _resolve(master, unavailable) if master else None,
+        "master_addr_addresses": _resolve(master, unavailable, "master_addr_addresses") if master else None,
+        "resolved": {n: _resolve(n, unavailable, "resolved." + n) for n in resolve},
     }

@@ -31,3 +31,38 @@ def report_document(
 
 def render_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2)
+
+
+def cluster_document(
+    command: str,
+    entries: list,  # list[NodeEntry]
+    per_node: dict[str, list[Finding]],
+    cluster: list[Finding],
+    exit_code: int,
+) -> dict[str, Any]:
+    """``nodes: [{host, reached, facts, findings}]``, the cross-node findings and the verdict."""
+    from preflight.facts import facts_to_json
+
+    everything = [f for findings in per_node.values() for f in findings] + cluster
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "command": command,
+        "nodes": [
+            {
+                "host": e.name,
+                "reached": e.facts is not None,
+                "summary": facts_summary(e.facts) if e.facts is not None else None,
+                "facts": facts_to_json(e.facts) if e.facts is not None else None,
+                "findings": [f.to_json() for f in per_node[e.name]],
+            }
+            for e in entries
+        ],
+        "cluster_findings": [f.to_json() for f in cluster],
+        "verdict": {
+            "status": worst(everything).label,
+            "exit_code": exit_code,
+            "counts": counts(everything),
+            "nodes": len(entries),
+            "reached": sum(1 for e in entries if e.facts is not None),
+        },
+    }

@@ -1,0 +1,1 @@
+"""Cluster mode: hosts files, the SSH sweep, and what it collects from each node."""

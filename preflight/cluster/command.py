@@ -1,0 +1,152 @@
+"""`preflight cluster` and `preflight replay DIR`: collect (or load) every node's facts, judge them
+per node and across nodes, render, and return the exit code."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from preflight.report.console import make_console
+
+from preflight.cluster.judge import NodeEntry, judge_cluster
+from preflight.errors import InputError
+from preflight.facts import NodeFacts, load_facts, parse_facts, save_facts
+from preflight.findings import exit_code
+from preflight.registry import RunOptions
+from preflight.settings import Selection
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    hosts_file: Path | None
+    hosts_format: str
+    slurm: bool
+    ssh_config: Path | None
+    sweep_options: object  # preflight.cluster.sweep.SweepOptions (imported lazily: paramiko)
+    save_facts: Path | None
+    as_json: bool
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "node"
+
+
+def _save(entries: list[NodeEntry], folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a directory; --save-facts takes a folder here", source=str(folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            if entry.facts is not None:
+                save_facts(entry.facts, folder / f"{_safe_name(entry.name)}.json")
+    except OSError as exc:
+        raise InputError(f"cannot write facts: {exc.strerror or exc}", source=str(folder)) from None
+
+
+def _hosts(request: ClusterRequest):  # noqa: ANN202 - list[Host]
+    import os
+
+    from preflight.cluster.hosts import Host, load_hosts
+    from preflight.cluster.slurm import nodelist_from_env
+
+    if request.slurm:
+        names = nodelist_from_env(os.environ)
+        if not names:
+            raise InputError("--slurm: SLURM_JOB_NODELIST is not set (run inside a Slurm allocation)")
+        return [Host(name, source="SLURM_JOB_NODELIST") for name in names]
+    assert request.hosts_file is not None
+    return load_hosts(request.hosts_file, request.hosts_format)
+
+
+def _local_entry() -> NodeEntry:
+    from preflight.probe import collect
+
+    facts = parse_facts(collect(), "probe output")
+    return NodeEntry(facts.node, facts)
+
+
+def _sweep_entries(request: ClusterRequest, console: Console) -> list[NodeEntry]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from preflight.cluster.ssh_config import load_ssh_config
+    from preflight.cluster.sweep import close_all, sweep
+
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # its transport threads print tracebacks
+    hosts = _hosts(request)
+    config = load_ssh_config(request.ssh_config)
+    failed = 0
+    with Progress(
+        TextColumn("sweeping"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} done, {task.fields[failed]} failed, {task.fields[pending]} pending"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("sweep", total=len(hosts), failed=0, pending=len(hosts))
+
+        def done(result) -> None:  # noqa: ANN001
+            nonlocal failed
+            failed += result.facts is None
+            progress.update(task, advance=1, failed=failed, pending=len(hosts) - progress.tasks[0].completed - 1)
+
+        results = sweep(hosts, config, request.sweep_options, on_done=done)  # type: ignore[arg-type]
+    close_all(results)
+    entries = []
+    for r in results:
+        if r.facts is not None:
+            entries.append(NodeEntry(r.host.target, r.facts))
+        else:
+            assert r.failure is not None
+            entries.append(NodeEntry(r.host.target, None, r.failure.check_id, r.failure.message, r.failure.remediation))
+    return entries
+
+
+def load_directory(folder: Path) -> list[NodeEntry]:
+    """Facts files saved by ``cluster --save-facts DIR``, as a cluster, in name order."""
+    files = sorted(p for p in folder.glob("*.json") if p.is_file())
+    if not files:
+        raise InputError("no facts files (*.json) in this folder", source=str(folder))
+    entries = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        facts: NodeFacts = load_facts(path)
+        if facts.node in seen:
+            raise InputError(f"node {facts.node} is also in {seen[facts.node].name}", source=str(path))
+        seen[facts.node] = path
+        entries.append(NodeEntry(facts.node, facts))
+    return entries
+
+
+def render(
+    command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console
+) -> int:
+    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, RunOptions(sel.expect_gpus))
+    everything = [f for fs in per_node.values() for f in fs] + cluster
+    code = exit_code(everything, strict=sel.strict)
+    if as_json:
+        from preflight.report.json_report import cluster_document, render_json
+
+        print(render_json(cluster_document(command, entries, per_node, cluster, code)))
+    else:
+        from preflight.report.cluster_terminal import render_cluster_terminal
+
+        render_cluster_terminal(console, command, entries, per_node, cluster, code, strict=sel.strict)
+    return code
+
+
+def run_cluster(request: ClusterRequest, sel: Selection) -> int:
+    console = make_console()
+    progress_console = make_console(stderr=True)
+    if request.hosts_file is None and not request.slurm:
+        entries = [_local_entry()]
+    else:
+        entries = _sweep_entries(request, progress_console)
+    if request.save_facts is not None:
+        _save(entries, request.save_facts)
+    return render("cluster", entries, sel, as_json=request.as_json, console=console)
