@@ -1,5 +1,6 @@
 """Cross-node checks: every node of the job must run the same stack, be a distinct machine, agree
-on names and time, and use the same transports. The odd node out is named with the majority value.
+on names and time, and use the same transports. The odd node out is named with the majority value,
+and listed in the finding's ``evidence["nodes"]`` so reports can mark it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def _same_everywhere(
         f"the same {what} on every node",
         fix.format(majority=majority, nodes=", ".join(odd)),
         values=values,
+        nodes=sorted(odd),
     )
 
 
@@ -122,6 +124,7 @@ def same_packages(ctx: ClusterContext) -> Outcome:
         f"install the same versions everywhere, e.g. `pip install {pins}` on the odd nodes" if pins
         else "install the same packages on every node",
         differing={pkg: odd for pkg, (_, odd) in differing.items()},
+        nodes=sorted({node for _, odd in differing.values() for node in odd}),
     )
 
 
@@ -170,6 +173,7 @@ def distinct_machines(ctx: ClusterContext) -> Outcome:
             "one hosts-file entry per machine",
             "remove the duplicate entries from the hosts file",
             groups=same_boot,
+            nodes=sorted(node for nodes in same_boot for node in nodes[1:]),
         )
     cloned = [nodes for nodes in machines.values() if len(nodes) > 1]
     if cloned:
@@ -209,6 +213,7 @@ def same_env(ctx: ClusterContext) -> Outcome:
         "the same values on every node",
         "set these variables in the launcher (torchrun/srun/deepspeed env), not per node",
         differing=differing,
+        nodes=sorted({node for values in differing.values() for node in _odd_ones_out(values)[1]}),
     )
 
 
@@ -296,6 +301,7 @@ def infiniband_everywhere(ctx: ClusterContext) -> Outcome:
             f"active InfiniBand/RoCE on {', '.join(with_ib)}; none on {', '.join(without)}",
             "all nodes or none",
             f"check the RDMA ports on {', '.join(without)} (`ibstat`), or keep them out of this job",
+            nodes=without,
         )
     return passed("active RDMA on every node" if with_ib else "no node has active RDMA ports")
 

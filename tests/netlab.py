@@ -17,6 +17,11 @@ Fixtures
     ``PFLAB_LOOPBACK_HOSTS``), served by ceil(N/16) sshds in the root namespace bound only to those
     loopback addresses; login as a dedicated non-root user (``pflab``, /bin/sh).
 
+Outside pytest (benchmarks/sweep.py) the loopback hosts are a plain context manager::
+
+    with netlab_host(), loopback_hosts(200) as lo:  # lock + prerequisites, then the hosts
+        ...
+
 Everything skips (pytest.skip) unless running as root with ``ip`` and ``unshare``; a missing sshd is
 installed with apt-get (skip if that fails). All traffic stays on loopback or 10.77.0.0/24. Concurrent
 pytest processes serialize on a lock file (the subnet, the port and the user name are fixed), and
@@ -255,9 +260,13 @@ def _cleanup_stale() -> None:
             _remove_lab_user()
 
 
-@pytest.fixture(scope="session")
-def _netlab_host() -> Iterator[None]:
-    """Prerequisites + a machine-wide lock held for the whole session + stale cleanup."""
+@contextlib.contextmanager
+def netlab_host() -> Iterator[None]:
+    """Prerequisites + the machine-wide lab lock (held until exit) + stale cleanup.
+
+    Raises ``pytest.skip.Exception`` when the machine cannot host a lab (not root, no sshd, lock busy).
+    Outside pytest (benchmarks), wrap :func:`loopback_hosts` in it.
+    """
     _require_root_tools()
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -277,6 +286,13 @@ def _netlab_host() -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@pytest.fixture(scope="session")
+def _netlab_host() -> Iterator[None]:
+    """Prerequisites + a machine-wide lock held for the whole session + stale cleanup."""
+    with netlab_host():
+        yield
 
 
 # --------------------------------------------------------------------------- namespace lab
@@ -607,10 +623,16 @@ def _remove_lab_user() -> None:
     _sh("userdel", LAB_USER, check=False)
 
 
-@pytest.fixture(scope="session")
-def loopback_lab(_netlab_host: None, pytestconfig: pytest.Config) -> Iterator[LoopbackLab]:
-    """N hosts 127.0.0.2..127.0.0.(N+1) port 2222 in the root namespace; login as ``pflab`` with client_key."""
-    n = _loopback_count(pytestconfig)
+@contextlib.contextmanager
+def loopback_hosts(n: int = DEFAULT_LOOPBACK_HOSTS) -> Iterator[LoopbackLab]:
+    """N hosts 127.0.0.2..127.0.0.(N+1) port 2222 in the root namespace; login as ``pflab`` with client_key.
+
+    Served by ceil(N/16) sshds, each in its own mount namespace (a bind-mounted passwd copy holds the
+    lab user); everything is stopped and removed on exit. The caller must hold the lab lock
+    (:func:`netlab_host`, or the ``_netlab_host`` fixture).
+    """
+    if not 1 <= n <= 253:
+        raise ValueError(f"loopback_hosts: host count must be 1..253, not {n}")
     rid = secrets.token_hex(3)
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{rid}-lo-"))
     fin: list = [lambda: shutil.rmtree(tmp, ignore_errors=True)]
@@ -685,3 +707,10 @@ def loopback_lab(_netlab_host: None, pytestconfig: pytest.Config) -> Iterator[Lo
         )
     finally:
         _run_finalizers(fin)
+
+
+@pytest.fixture(scope="session")
+def loopback_lab(_netlab_host: None, pytestconfig: pytest.Config) -> Iterator[LoopbackLab]:
+    """N hosts 127.0.0.2..127.0.0.(N+1) port 2222 in the root namespace; login as ``pflab`` with client_key."""
+    with loopback_hosts(_loopback_count(pytestconfig)) as lo:
+        yield lo

@@ -136,3 +136,29 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("preflight: error: ")
+
+
+def test_cluster_without_hosts_is_this_machine_without_ssh(run_cli):
+    code, out, err = run_cli("cluster", "--json")
+    doc = json.loads(out)
+    assert err == ""
+    assert len(doc["nodes"]) == 1 and doc["nodes"][0]["reached"]
+    assert doc["nodes"][0]["facts"]["sweep"] is None
+    assert doc["verdict"]["exit_code"] == code
+    assert {f["id"] for f in doc["cluster_findings"]} >= {"consistency.torch", "consistency.clock_skew"}
+
+
+def test_cluster_with_a_missing_hosts_file_never_runs_locally(run_cli, tmp_path):
+    _one_line_error(*run_cli("cluster", str(tmp_path / "hosts.txt")), "hosts.txt")
+
+
+def test_cluster_hosts_file_error_names_file_and_line(run_cli, tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("gpu01\ngpu02:99999\n")
+    _one_line_error(*run_cli("cluster", str(hosts)), f"{hosts}:2")
+
+
+def test_cluster_slurm_without_an_allocation(run_cli, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
+    monkeypatch.delenv("SLURM_NODELIST", raising=False)
+    _one_line_error(*run_cli("cluster", "--slurm"), "SLURM_JOB_NODELIST")

@@ -215,3 +215,14 @@ def test_parallel_sweep_of_many_loopback_hosts(loopback_lab, tmp_path, monkeypat
     assert doc["verdict"]["reached"] == 40, [n["findings"][0]["observed"] for n in doc["nodes"] if not n["reached"]]
     # one machine behind 40 addresses: the boot-id check must say so
     assert _cluster_finding(doc, "consistency.distinct_machines")["status"] == "fail"
+
+
+def test_slurm_nodelist_from_the_environment(lab, tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "host[1-3]")
+    config = lab.ssh_config(tmp_path / "ssh_config")
+    code, out, err = run_cli("cluster", "--slurm", "--ssh-config", str(config), "--json")
+    doc = json.loads(out)
+    assert [n["host"] for n in doc["nodes"]] == ["host1", "host2", "host3"]
+    assert doc["verdict"]["reached"] == 3

@@ -91,7 +91,15 @@ def _kill_remote(conn: Connection, stderr: str) -> None:
         return
 
 
-def _run_probe(conn: Connection, options: SweepOptions, resolve: list[str], cancel: threading.Event) -> _ProbeRun:
+@dataclass(frozen=True)
+class _Shipment:
+    """What every node receives: built once per sweep, not once per host."""
+
+    command: str
+    stdin: bytes
+
+
+def _run_probe(conn: Connection, options: SweepOptions, shipment: _Shipment, cancel: threading.Event) -> _ProbeRun:
     transport = conn.client.get_transport()
     if transport is None or not transport.is_active():
         raise paramiko.SSHException("connection closed before the probe ran")
@@ -101,11 +109,11 @@ def _run_probe(conn: Connection, options: SweepOptions, resolve: list[str], canc
     out, err = bytearray(), bytearray()
     deadline = time.monotonic() + options.command_timeout
     try:
-        chan.exec_command(remote_probe.remote_command(options.interpreter))
+        chan.exec_command(shipment.command)
         # the remote side may exit before reading its input (a failed --env, no Python):
         # its exit status and stderr, read below, say why
         with contextlib.suppress(OSError, paramiko.SSHException):
-            chan.sendall(remote_probe.payload(resolve))
+            chan.sendall(shipment.stdin)
             chan.shutdown_write()
         while not chan.status_event.wait(READ_SLICE_S):
             _drain(chan, out, err)
@@ -205,7 +213,7 @@ def sweep_host(
     host: Host,
     config: paramiko.SSHConfig,
     options: SweepOptions,
-    resolve: list[str],
+    shipment: _Shipment,
     cancel: threading.Event,
 ) -> NodeResult:
     """Connect and probe one host; always returns a result, never raises (except on cancel)."""
@@ -217,7 +225,7 @@ def sweep_host(
         return NodeResult(host, failure=NodeFailure(f"ssh.{f.kind}", f.message, f.remediation))
     connect_s = time.monotonic() - start
     try:
-        run = _run_probe(conn, options, resolve, cancel)
+        run = _run_probe(conn, options, shipment, cancel)
     except _Cancelled:
         conn.close()
         raise
@@ -241,12 +249,14 @@ def sweep(
 ) -> list[NodeResult]:
     """Sweep every host in parallel; results in hosts-file order. Connections stay open:
     close them with ``close_all`` when the run is over."""
-    resolve = sorted({h.name for h in hosts})
+    shipment = _Shipment(
+        remote_probe.remote_command(options.interpreter), remote_probe.payload(sorted({h.name for h in hosts}))
+    )
     cancel = threading.Event()
     results: dict[int, NodeResult] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(options.parallel, len(hosts))), thread_name_prefix="sweep")
     futures: dict[Future, int] = {
-        pool.submit(sweep_host, host, config, options, resolve, cancel): i for i, host in enumerate(hosts)
+        pool.submit(sweep_host, host, config, options, shipment, cancel): i for i, host in enumerate(hosts)
     }
     try:
         pending = set(futures)

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from preflight.cluster.judge import NodeEntry
 from preflight.findings import Finding, Status, worst
-from preflight.registry import GROUP_ORDER
+from preflight.registry import CLUSTER_NODE, GROUP_ORDER
 from preflight.report.terminal import STYLES, verdict_line
 
 MAX_NAMES = 6
@@ -29,12 +29,18 @@ def _nccl(entry: NodeEntry) -> str:
     return ", ".join(wheels) or "-"
 
 
-def node_table(entries: list[NodeEntry], per_node: dict[str, list[Finding]]) -> Table:
+def node_status(name: str, own: list[Finding], cluster: list[Finding]) -> Status:
+    """A node's worst finding, counting the cross-node findings that name it as the odd one out."""
+    blamed = [f for f in cluster if name in f.evidence.get("nodes", [])]
+    return worst(own + blamed)
+
+
+def node_table(entries: list[NodeEntry], per_node: dict[str, list[Finding]], cluster: list[Finding]) -> Table:
     table = Table(title="Nodes", title_justify="left", title_style="bold", expand=True)
     for name in ("host", "GPUs", "driver", "CUDA", "torch", "NCCL", "status"):
         table.add_column(name, no_wrap=name in ("host", "status"))
     for entry in entries:
-        status = worst(per_node[entry.name])
+        status = node_status(entry.name, per_node[entry.name], cluster)
         label = Text(status.label, style=STYLES[status])
         if entry.facts is None:
             table.add_row(entry.name, "-", "-", "-", "-", "-", Text("unreached", style=STYLES[Status.FAIL]))
@@ -64,7 +70,8 @@ def _grouped_details(findings: list[Finding]) -> Text:
         if text:
             text.append("\n")
         text.append(f"{status.label}: ", style=STYLES[status])
-        text.append(f"{_names([g.node for g in group])}: {observed}")
+        nodes = [g.node for g in group if g.node != CLUSTER_NODE]
+        text.append(f"{_names(nodes)}: {observed}" if nodes else observed)
         if status not in (Status.PASS, Status.SKIP):
             if group[0].expected:
                 text.append(f"\n  expected: {group[0].expected}", style="dim")
@@ -87,6 +94,17 @@ def _check_rows(findings: list[Finding]) -> list[tuple[str, Status, Text]]:
             details = _grouped_details(group)
         rows.append((check_id, status, details))
     return rows
+
+
+def _merge_passes(rows: list[tuple[str, Status, Text]], nodes: int) -> list[tuple[str, Status, Text]]:
+    """Checks that passed everywhere share one row: the report is about what is wrong."""
+    passing = [r for r in rows if r[1] == Status.PASS]
+    if len(passing) < 2:
+        return rows
+    where = "the cluster" if nodes > 1 else "this node"
+    details = Text(f"passed on {where}: ", style="green")
+    details.append(", ".join(r[0] for r in passing), style="dim")
+    return [r for r in rows if r[1] != Status.PASS] + [(f"{len(passing)} checks", Status.PASS, details)]
 
 
 def _merge_skips(rows: list[tuple[str, Status, Text]]) -> list[tuple[str, Status, Text]]:
@@ -118,13 +136,13 @@ def render_cluster_terminal(
 ) -> None:
     reached = sum(1 for e in entries if e.facts is not None)
     console.print(Text(f"preflight {command}: {len(entries)} node(s), {reached} reached", style="bold"))
-    console.print(node_table(entries, per_node))
+    console.print(node_table(entries, per_node, cluster))
     everything = [f for findings in per_node.values() for f in findings] + cluster
     for group in GROUP_ORDER:
         rows = _check_rows([f for f in everything if f.group == group])
         if not rows:
             continue
-        rows = _merge_skips(rows)
+        rows = _merge_passes(_merge_skips(rows), len(entries))
         table = Table(title=group, title_justify="left", title_style="bold", expand=True, show_lines=True)
         table.add_column("status", width=6, no_wrap=True)
         table.add_column("check", style="cyan", no_wrap=True, min_width=max(len(r[0]) for r in rows))
