@@ -226,3 +226,82 @@ def test_slurm_nodelist_from_the_environment(lab, tmp_path, monkeypatch, run_cli
     doc = json.loads(out)
     assert [n["host"] for n in doc["nodes"]] == ["host1", "host2", "host3"]
     assert doc["verdict"]["reached"] == 3
+
+
+def test_proxycommand_through_openssh(lab, cluster, tmp_path):
+    lab.run("host3", ["iptables", "-A", "INPUT", "-s", "10.77.0.254", "-p", "tcp", "--dport", "22", "-j", "DROP"])
+    try:
+        config = tmp_path / "proxycommand_config"
+        jump = (
+            f"ssh -W %h:%p -i {lab.client_key} -o UserKnownHostsFile={lab.known_hosts} "
+            "-o StrictHostKeyChecking=yes -o BatchMode=yes root@10.77.0.1"
+        )
+        config.write_text(f"Host host3\n    ProxyCommand {jump}\n" + lab.ssh_config(tmp_path / "c").read_text())
+        _, doc, _ = cluster("host3\n", config_path=config)
+        assert _node(doc, "host3")["reached"], _node(doc, "host3")["findings"]
+    finally:
+        lab.unblock("host3")
+
+
+def test_ssh_agent_and_command_line_user_and_identity(lab, tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = tmp_path / "bare_config"
+    config.write_text(f"Host *\n    UserKnownHostsFile {lab.known_hosts}\n")
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("10.77.0.1\n10.77.0.2\n")
+    # flags: -l and -i
+    code, out, _ = run_cli("cluster", str(hosts), "--ssh-config", str(config), "--json",
+                           "-l", "root", "-i", str(lab.client_key))
+    assert json.loads(out)["verdict"]["reached"] == 2
+    # ssh-agent: no key given anywhere, only loaded in the agent
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True).stdout
+    env = dict(line.split(";")[0].split("=", 1) for line in agent.splitlines() if "=" in line.split(";")[0])
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", env["SSH_AUTH_SOCK"])
+        subprocess.run(["ssh-add", str(lab.client_key)], check=True, capture_output=True,
+                       env={**env, "PATH": "/usr/bin:/bin"})
+        code, out, _ = run_cli("cluster", str(hosts), "--ssh-config", str(config), "--json", "-l", "root")
+        assert json.loads(out)["verdict"]["reached"] == 2
+    finally:
+        subprocess.run(["kill", env["SSH_AGENT_PID"]], check=False)
+
+
+def test_no_route_to_host_is_told_apart(cluster):
+    start = time.monotonic()
+    _, doc, _ = cluster("10.77.1.5\n")  # outside the lab bridge: the safety route makes it unreachable
+    failure = doc["nodes"][0]["findings"][0]
+    assert failure["id"] in ("ssh.unreachable", "ssh.timeout")
+    assert failure["id"] == "ssh.unreachable", failure["observed"]
+    assert time.monotonic() - start < 5
+
+
+def test_ctrl_c_stops_cleanly_and_kills_remote_probes(lab, tmp_path):
+    import os
+    import signal
+    import sys
+
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 302.5\n")
+    (fakebin / "nvidia-smi").chmod(0o755)
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("host1\nhost2\nhost3\n")
+    config = lab.ssh_config(tmp_path / "ssh_config")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preflight", "cluster", str(hosts), "--ssh-config", str(config), "--json",
+         "--env", f"export PATH={fakebin}:$PATH"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if len(subprocess.run(["pgrep", "-f", "sleep 302.5"], capture_output=True, text=True).stdout.split()) == 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted" in err
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", "sleep 302.5"], capture_output=True, text=True).stdout.strip() == ""
