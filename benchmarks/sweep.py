@@ -27,6 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netlab import LoopbackLab
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -78,7 +82,9 @@ def run_preflight(n: int, work: Path, parallel: int, sshds: list[int], env: dict
     return sample
 
 
-def run_ssh(n: int, hosts: list[str], parallel: int, lab, sshds: list[int], env: dict[str, str], kex: str | None) -> Sample:  # noqa: ANN001
+def run_ssh(
+    n: int, hosts: list[str], parallel: int, lab: LoopbackLab, sshds: list[int], env: dict[str, str], kex: str | None
+) -> Sample:
     argv = ["xargs", "-P", str(parallel), "-I{}", "ssh", "-o", "BatchMode=yes", "-i", str(lab.client_key),
             "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "StrictHostKeyChecking=yes",
             "-p", str(lab.hosts[0][1]), "-l", lab.user, *(["-o", f"KexAlgorithms={kex}"] if kex else []),

@@ -26,8 +26,12 @@ def _major_minor(text: str) -> tuple[int, int] | None:
 @check("driver.torch_cuda", group=GROUP, title="Driver supports torch's CUDA")
 def torch_cuda(ctx: CheckContext) -> Outcome:
     """torch's wheel bundles a CUDA runtime (``torch.version.cuda``); the driver must support it.
-    A driver older than that CUDA's major version makes ``torch.cuda.is_available()`` False
-    ("The NVIDIA driver on your system is too old")."""
+    A driver older than that CUDA's major family floor makes ``torch.cuda.is_available()`` False
+    ("The NVIDIA driver on your system is too old"); between the family floor and the toolkit's
+    own driver it runs through minor-version compatibility (no PTX JIT of newer code): a warning.
+    The driver's own report of its CUDA version decides; the matrix gives the exact minimum
+    drivers (NVIDIA's release-notes tables) for the fix, and decides when only the driver
+    version is known (``preflight compat``)."""
     facts = ctx.facts
     if not facts.gpu.devices:
         return skip("no GPU visible")
@@ -35,31 +39,47 @@ def torch_cuda(ctx: CheckContext) -> Outcome:
         return skip("torch is not installed in this Python")
     if facts.python.torch_cuda is None:
         return skip(facts.python.unavailable.get("torch_cuda", "torch is not a CUDA build"))
-    driver_cuda = facts.gpu.cuda_driver_version
-    if driver_cuda is None:
-        return skip("the driver did not report its CUDA version")
-    built, supported = _major_minor(facts.python.torch_cuda), _major_minor(driver_cuda)
-    if built is None or supported is None:
-        return skip(f"unparsable CUDA versions {facts.python.torch_cuda!r} / {driver_cuda!r}")
-    observed = (
-        f"torch {facts.python.packages['torch']} built for CUDA {facts.python.torch_cuda}; "
-        f"driver {facts.gpu.driver_version} supports CUDA {driver_cuda}"
+    runtime = facts.python.torch_cuda
+    driver = facts.gpu.driver_version
+    verdict = ctx.matrix.driver_verdict(runtime, driver) if driver else None
+    native = verdict.toolkit.min_driver if verdict and verdict.toolkit else None
+    floor = verdict.floor.min_driver if verdict and verdict.floor else None
+    upgrade = f"upgrade the NVIDIA driver to >= {native}" if native else "upgrade the NVIDIA driver"
+    observed = f"torch {facts.python.packages['torch']} built for CUDA {runtime}; driver {driver or '?'}" + (
+        f" supports CUDA {facts.gpu.cuda_driver_version}" if facts.gpu.cuda_driver_version else ""
     )
-    if built[0] > supported[0]:
-        return fail(
+    evidence = {"toolkit_driver": native, "family_floor": floor}
+    if verdict is not None:
+        sources = [s.sourced.cite() for s in (verdict.toolkit, verdict.floor) if s is not None]
+        evidence["source"] = "; ".join(sources)
+    built = _major_minor(runtime)
+    supported = _major_minor(facts.gpu.cuda_driver_version) if facts.gpu.cuda_driver_version else None
+    if built is None:
+        return skip(f"unparsable CUDA version {runtime!r}")
+    if supported is not None:
+        status = "native" if built <= supported else ("minor_compat" if built[0] <= supported[0] else "too_old")
+        sourced = None
+    elif verdict is not None:
+        status, sourced = verdict.status, (verdict.toolkit or verdict.floor)
+    else:
+        return skip(f"neither the driver nor the compatibility data tell whether driver {driver} runs CUDA {runtime}")
+    if status == "too_old":
+        outcome = warn if sourced is not None and sourced.sourced.unverified else fail
+        return outcome(
             observed,
-            f"a driver supporting CUDA {facts.python.torch_cuda} or newer",
-            f"upgrade the NVIDIA driver, or install a torch wheel built for CUDA {supported[0]}.x "
-            "(pytorch.org/get-started/previous-versions lists the wheels per CUDA)",
+            f"driver >= {floor or native or 'one supporting CUDA ' + runtime} for CUDA {runtime}",
+            f"{upgrade}, or install a torch wheel built for the CUDA this driver supports "
+            "(`preflight compat --gpu ... --driver ...` lists them)",
+            **evidence,
         )
-    if built > supported:
+    if status == "minor_compat":
         return warn(
             observed,
-            f"a driver supporting CUDA {facts.python.torch_cuda} or newer",
-            "runs through CUDA minor-version compatibility only (kernels needing PTX JIT fail); "
-            "upgrade the driver to match",
+            f"driver >= {native}" if native else f"a driver supporting CUDA {runtime}",
+            f"runs through CUDA minor-version compatibility only (kernels needing PTX JIT fail); {upgrade}",
+            **evidence,
         )
-    return passed(observed, f"driver CUDA >= {facts.python.torch_cuda}")
+    return passed(observed, f"driver >= {native}" if native else f"driver CUDA >= {runtime}", **evidence)
 
 
 def _visible_tokens(value: str) -> list[str]:

@@ -60,6 +60,12 @@ def _add_judging_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="settings file (default: nearest .preflight.toml or pyproject.toml)"
     )
+    parser.add_argument(
+        "--use", action="append", metavar="FEATURES", help="features the job uses: bf16,tf32,fp8,flash-attention-2,..."
+    )
+    parser.add_argument(
+        "--matrix", type=Path, metavar="DIR", help="compatibility data folder replacing the shipped compat_matrix/"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,33 +109,68 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("facts", type=Path, help="a facts JSON file, or a folder of them (judged as a cluster)")
     _add_judging_options(replay)
 
+    compat = sub.add_parser(
+        "compat", help="what-if: judge a GPU / driver / torch / Python / package combination, no machine needed"
+    )
+    compat.add_argument("--gpu", help='GPU name ("H100", "RTX 5090") or compute capability (8.6, sm_90)')
+    compat.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="GPUs per node (default 1)")
+    compat.add_argument("--driver", help="NVIDIA driver version, e.g. 535.104.05")
+    compat.add_argument("--torch", help="torch version, e.g. 2.3.1+cu121 (no label: the PyPI default wheel)")
+    compat.add_argument("--python", help="Python version, e.g. 3.11 (default 3.11)")
+    compat.add_argument("--nvcc", help="CUDA toolkit that would build extensions, e.g. 12.1")
+    compat.add_argument("--pkg", action="append", default=[], metavar="NAME==VER", help="an installed package")
+    _add_judging_options(compat)
+
+    reqs = sub.add_parser(
+        "requirements", help="check requirements files / pyproject.toml offline (a pre-commit hook)"
+    )
+    reqs.add_argument("files", type=Path, nargs="+", help="requirements*.txt, constraints*.txt or pyproject.toml")
+    reqs.add_argument("--target-driver", metavar="VER", help="NVIDIA driver of the machines, e.g. 535.104.05")
+    reqs.add_argument("--target-gpu", metavar="GPU", help="GPU of the machines (name or compute capability)")
+    reqs.add_argument("--target-python", metavar="VER", help="Python of the machines, e.g. 3.11")
+    reqs.add_argument("--json", action="store_true", help="print one JSON document")
+    reqs.add_argument("--only", action="append", metavar="IDS", help="run only these rule ids or globs")
+    reqs.add_argument("--skip", action="append", metavar="IDS", help="skip these rule ids or globs")
+    reqs.add_argument("--strict", action="store_true", default=None, help="warnings fail (exit 1)")
+    reqs.add_argument("--config", type=Path, metavar="PATH", help="settings file ([tool.preflight.target] lives there)")
+    reqs.add_argument("--matrix", type=Path, metavar="DIR", help="compatibility data folder")
+
     checks = sub.add_parser("checks", help="list every check id, its group, thresholds and what it catches")
     checks.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-def _selection(args: argparse.Namespace):  # noqa: ANN202
+def _selection(args: argparse.Namespace, only: tuple[str, ...] = ()):  # noqa: ANN202
+    from preflight.compat import load_matrix
     from preflight.registry import load_checks
     from preflight.settings import effective
 
+    matrix = load_matrix(args.matrix)
+    use = _csv(args.use)
+    unknown = [u for u in use if matrix.feature(u) is None]
+    if unknown:
+        known = ", ".join(f.name for f in matrix.features)
+        raise InputError(f"--use: unknown feature {unknown[0]!r} (known: {known})")
     return effective(
         load_checks(),
         config=args.config,
         cwd=Path.cwd(),
-        only=_csv(args.only),
+        only=_csv(args.only) or only,
         skip=_csv(args.skip),
         strict=args.strict,
-        expect_gpus=args.expect_gpus,
+        expect_gpus=getattr(args, "expect_gpus", None),
+        matrix=matrix,
+        use=use,
     )
 
 
 def _judge(args: argparse.Namespace, facts_source) -> int:  # noqa: ANN001 - a zero-arg callable
     from preflight.findings import exit_code
-    from preflight.registry import RunOptions, run_checks
+    from preflight.registry import run_checks
 
     sel = _selection(args)
     facts = facts_source()
-    findings = run_checks(facts, sel.specs, sel.thresholds, RunOptions(expect_gpus=sel.expect_gpus))
+    findings = run_checks(facts, sel.specs, sel.thresholds, sel.options)
     code = exit_code(findings, strict=sel.strict)
     if args.json:
         from preflight.report.json_report import render_json, report_document
@@ -194,6 +235,47 @@ def _cluster(args: argparse.Namespace) -> int:
     return run_cluster(request, sel)
 
 
+def _compat(args: argparse.Namespace) -> int:
+    from preflight.findings import exit_code
+    from preflight.registry import run_checks
+    from preflight.whatif import CHECKS, WhatIf, hypothetical_facts, parse_package, working_wheels
+
+    sel = _selection(args, only=CHECKS)
+    matrix = sel.options.matrix
+    assert matrix is not None
+    what = WhatIf(
+        gpu=args.gpu,
+        gpus=max(1, args.gpus),
+        driver=args.driver,
+        torch=args.torch,
+        python=args.python,
+        nvcc=args.nvcc,
+        packages=dict(parse_package(p) for p in args.pkg),
+    )
+    facts = hypothetical_facts(matrix, what)
+    findings = run_checks(facts, sel.specs, sel.thresholds, sel.options)
+    code = exit_code(findings, strict=sel.strict)
+    cc = facts.gpu.devices[0].compute_capability if facts.gpu.devices else None
+    wheels = working_wheels(matrix, cc, args.driver) if (args.gpu or args.driver) else []
+    if args.json:
+        import json
+
+        from preflight.report.json_report import report_document
+
+        document = report_document("compat", facts, findings, code)
+        document["suggested_wheels"] = [w.__dict__ for w in wheels]
+        print(json.dumps(document, indent=2))
+        return code
+    from preflight.report.console import make_console
+    from preflight.report.terminal import render_terminal, wheels_table
+
+    console = make_console()
+    render_terminal(console, "compat", facts, findings, code, strict=sel.strict)
+    if wheels:
+        console.print(wheels_table(wheels[:12], cc, args.driver))
+    return code
+
+
 def _list_checks(as_json: bool) -> int:
     from preflight.registry import load_checks
 
@@ -239,6 +321,12 @@ def run(argv: list[str] | None = None) -> int:
         return _judge(args, lambda: load_facts(args.facts))
     if args.command == "cluster":
         return _cluster(args)
+    if args.command == "compat":
+        return _compat(args)
+    if args.command == "requirements":
+        from preflight.requirements.command import run_requirements
+
+        return run_requirements(args)
     if args.command == "checks":
         return _list_checks(args.json)
     raise AssertionError(f"unhandled command {args.command}")

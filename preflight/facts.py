@@ -170,6 +170,7 @@ class PythonEnv:
     torch_cuda: str | None
     torch_git_version: str | None
     unavailable: dict[str, str] = field(default_factory=dict)
+    nvcc_version: str | None = None
 
 
 @dataclass

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from preflight.compat import Matrix, shipped_matrix
 from preflight.errors import InputError
 from preflight.facts import NodeFacts
 from preflight.findings import Finding, Outcome, Status
 
-CHECK_MODULES = ("gpu", "driver", "packages", "system", "network_env", "consistency")
+CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "consistency")
 
 GROUP_ORDER = (
     "Reaching the nodes",
@@ -35,9 +36,12 @@ Threshold = int | float
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Facts that do not come from the node: what the user told us to expect."""
+    """What does not come from the node: what the user told us to expect, and the knowledge
+    to judge with (``matrix``: None means the compatibility data shipped with this release)."""
 
     expect_gpus: int | None = None
+    matrix: Matrix | None = None
+    use: tuple[str, ...] = ()  # features the job will use (--use bf16,fp8,...)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class CheckContext:
     facts: NodeFacts
     thresholds: dict[str, Threshold]
     options: RunOptions = field(default_factory=RunOptions)
+
+    @property
+    def matrix(self) -> Matrix:
+        return self.options.matrix or shipped_matrix()
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from preflight.errors import InputError
-from preflight.registry import CheckSpec, Threshold
+from preflight.compat import Matrix
+from preflight.registry import CheckSpec, RunOptions, Threshold
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-KEYS = {"only": list, "skip": list, "strict": bool, "expect_gpus": int, "checks": dict}
+KEYS = {"only": list, "skip": list, "strict": bool, "expect_gpus": int, "checks": dict, "target": dict}
+TARGET_KEYS = ("driver", "gpu", "python")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Settings:
     expect_gpus: int | None = None
     thresholds: dict[str, dict[str, Threshold]] = field(default_factory=dict)
     source: str = "command line"
+    target: dict[str, str] = field(default_factory=dict)
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -104,6 +107,11 @@ def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]
         for item in table.get(key, []):
             if not isinstance(item, str):
                 raise error(key, f"{key} entries must be check ids, got {item!r}")
+    for key, value in table.get("target", {}).items():
+        if key not in TARGET_KEYS:
+            raise error(key, f"unknown target key {key!r} (known: {', '.join(TARGET_KEYS)})")
+        if not isinstance(value, str):
+            raise error(key, f"target.{key} must be a string, got {value!r}")
     thresholds: dict[str, dict[str, Threshold]] = {}
     for check_id, values in table.get("checks", {}).items():
         if check_id not in specs:
@@ -125,6 +133,7 @@ def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]
         expect_gpus=table.get("expect_gpus"),
         thresholds=thresholds,
         source=source,
+        target=dict(table.get("target", {})),
     )
 
 
@@ -154,7 +163,7 @@ class Selection:
     specs: list[CheckSpec]
     thresholds: dict[str, dict[str, Threshold]]
     strict: bool
-    expect_gpus: int | None
+    options: RunOptions
 
 
 def effective(
@@ -166,6 +175,8 @@ def effective(
     skip: tuple[str, ...],
     strict: bool | None,
     expect_gpus: int | None,
+    matrix: Matrix | None = None,
+    use: tuple[str, ...] = (),
 ) -> Selection:
     """Command-line values win over the file's; ``--skip`` adds to the file's skips."""
     from preflight.registry import select
@@ -177,5 +188,5 @@ def effective(
         chosen,
         settings.thresholds,
         settings.strict if strict is None else strict,
-        expect_gpus if expect_gpus is not None else settings.expect_gpus,
+        RunOptions(expect_gpus if expect_gpus is not None else settings.expect_gpus, matrix, use),
     )

@@ -16,7 +16,6 @@ from preflight.cluster.judge import NodeEntry, judge_cluster
 from preflight.errors import InputError
 from preflight.facts import NodeFacts, load_facts, parse_facts, save_facts
 from preflight.findings import exit_code
-from preflight.registry import RunOptions
 from preflight.settings import Selection
 
 
@@ -126,7 +125,7 @@ def load_directory(folder: Path) -> list[NodeEntry]:
 def render(
     command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console
 ) -> int:
-    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, RunOptions(sel.expect_gpus))
+    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, sel.options)
     everything = [f for fs in per_node.values() for f in fs] + cluster
     code = exit_code(everything, strict=sel.strict)
     if as_json:

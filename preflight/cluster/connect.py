@@ -147,7 +147,7 @@ def _hop(spec: str) -> Host:
 def _client(endpoint: Endpoint, accept_new: bool) -> paramiko.SSHClient:
     """A client that knows this endpoint's known_hosts files and records new keys only there."""
     client = paramiko.SSHClient()
-    load_known_hosts(client, endpoint.known_hosts_files)
+    load_known_hosts(client, endpoint.known_hosts_files, known_hosts_name(endpoint.hostname, endpoint.port))
     record_to = user_known_hosts(endpoint.known_hosts_files)
     client.set_missing_host_key_policy(HostKeyPolicy(accept_new=accept_new, record_to=record_to))
     return client

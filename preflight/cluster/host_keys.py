@@ -66,9 +66,49 @@ def user_known_hosts(configured: tuple[str, ...]) -> Path:
     return Path(configured[0]) if configured else Path.home() / ".ssh" / "known_hosts"
 
 
-def load_known_hosts(client: paramiko.SSHClient, configured: tuple[str, ...]) -> None:
-    """Load every known_hosts file that exists; missing ones are simply empty."""
+_PARSED: dict[tuple[str, int, int], list[paramiko.hostkeys.HostKeyEntry]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _entries(path: Path) -> list[paramiko.hostkeys.HostKeyEntry]:
+    """The entries of one known_hosts file, parsed once per version of the file.
+
+    paramiko's own loader compares every line with all earlier ones (quadratic in the file) and
+    a sweep would pay that once per host; here each file is read once, and a file changed by
+    ``--accept-new-host-keys`` (new mtime) is read again.
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _PARSED_LOCK:
+        cached = _PARSED.get(key)
+        if cached is None:
+            cached = []
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+                    except (paramiko.SSHException, ValueError):
+                        continue  # a malformed line is skipped, as OpenSSH and paramiko do
+                    if entry is not None:
+                        cached.append(entry)
+            _PARSED[key] = cached
+        return cached
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("|1|"):
+        return paramiko.HostKeys.hash_host(name, pattern) == pattern
+    return pattern == name
+
+
+def load_known_hosts(client: paramiko.SSHClient, configured: tuple[str, ...], name: str) -> None:
+    """Give ``client`` the recorded keys of ``name`` (``host`` or ``[host]:port``) from every
+    known_hosts file that exists; missing files are simply empty."""
     files = [Path(p) for p in configured] or [Path.home() / ".ssh" / "known_hosts"]
+    keys = client.get_host_keys()
     for path in [SYSTEM_KNOWN_HOSTS, *files]:
-        if path.is_file():
-            client.load_system_host_keys(str(path))
+        if not path.is_file():
+            continue
+        for entry in _entries(path):
+            if entry.key is not None and any(_matches(name, h) for h in entry.hostnames):
+                keys.add(name, entry.key.get_name(), entry.key)

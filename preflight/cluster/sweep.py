@@ -9,6 +9,7 @@ host never stops the others, and Ctrl-C (``cancel``) ends every probe and connec
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import threading
 import time
@@ -34,6 +35,7 @@ class SweepOptions:
     interpreter: remote_probe.Interpreter = field(default_factory=remote_probe.Interpreter)
     command_timeout: float = 60.0
     parallel: int = 64
+    keep_connections: bool = False  # later steps (network tests, benchmarks) reuse them
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,19 @@ def sweep_host(
             ),
         )
     result = _interpret(host, conn, run, options, connect_s, time.monotonic() - start - connect_s)
+    if not options.keep_connections:
+        # an idle paramiko transport still polls its socket in a thread: close as soon as done
+        conn.close()
+        result.connection = None
     return result
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def sweep(
@@ -249,9 +263,8 @@ def sweep(
 ) -> list[NodeResult]:
     """Sweep every host in parallel; results in hosts-file order. Connections stay open:
     close them with ``close_all`` when the run is over."""
-    shipment = _Shipment(
-        remote_probe.remote_command(options.interpreter), remote_probe.payload(sorted({h.name for h in hosts}))
-    )
+    names = sorted({h.name for h in hosts if not _is_address(h.name)})  # an address needs no lookup
+    shipment = _Shipment(remote_probe.remote_command(options.interpreter), remote_probe.payload(names))
     cancel = threading.Event()
     results: dict[int, NodeResult] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(options.parallel, len(hosts))), thread_name_prefix="sweep")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 from .sysfs import parse_key_values, read_text
@@ -126,6 +128,39 @@ def parse_torch_version_py(text: str) -> dict:
     return out
 
 
+_NVCC_RELEASE = re.compile(r"release (\d+\.\d+)")
+
+
+def nvcc_release(text: str):
+    """The toolkit version in ``nvcc --version`` output.
+
+    >>> nvcc_release("Cuda compilation tools, release 12.4, V12.4.131")
+    '12.4'
+    """
+    match = _NVCC_RELEASE.search(text)
+    return match.group(1) if match else None
+
+
+def _nvcc(environ, unavailable):
+    """The CUDA toolkit extensions would be built with: CUDA_HOME's nvcc, else PATH's (as
+    torch.utils.cpp_extension looks), else /usr/local/cuda."""
+    candidates = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if environ.get(var):
+            candidates.append(os.path.join(environ[var], "bin", "nvcc"))
+    candidates += [shutil.which("nvcc") or "", "/usr/local/cuda/bin/nvcc"]
+    nvcc = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    if nvcc is None:
+        unavailable["nvcc_version"] = "no nvcc (CUDA_HOME, PATH, /usr/local/cuda): extensions cannot be built here"
+        return None
+    try:
+        done = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        unavailable["nvcc_version"] = "{} --version failed: {}".format(nvcc, exc)
+        return None
+    return nvcc_release(done.stdout)
+
+
 def collect() -> dict:
     unavailable = {}
     packages, torch_entry = scan_packages(sys.path)
@@ -159,4 +194,5 @@ def collect() -> dict:
         "torch_cuda": torch_cuda,
         "torch_git_version": torch_git,
         "unavailable": unavailable,
+        "nvcc_version": _nvcc(os.environ, unavailable),
     }

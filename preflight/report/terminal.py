@@ -89,3 +89,21 @@ def render_terminal(
         if rows:
             console.print(_table(group, rows))
     console.print(verdict_line(findings, exit_code, strict))
+
+
+def wheels_table(wheels: list, cc: str | None, driver: str | None) -> Table:  # list[WheelOption]
+    """Official torch wheels that work on the GPU and driver asked about, newest first."""
+    where = " and ".join(x for x in (f"compute capability {cc}" if cc else "", f"driver {driver}" if driver else "") if x)
+    table = Table(title=f"torch wheels that work with {where}", title_justify="left", title_style="bold")
+    for name in ("torch", "wheel", "GPU code", "driver"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("install", overflow="fold")
+    for w in wheels:
+        table.add_row(
+            w.torch,
+            w.variant,
+            "native" if w.code == "sass" else Text("PTX JIT only", style="yellow"),
+            "native" if w.driver == "native" else Text("minor-version compat", style="yellow"),
+            f"pip install 'torch=={w.torch}.*' --index-url https://download.pytorch.org/whl/{w.variant}",
+        )
+    return table

@@ -1,0 +1,100 @@
+"""How long `preflight requirements` takes on a realistic 40-line requirements file, next to
+`python -c pass` (the floor of any Python hook) and `pip check`, measured in the same run.
+
+Target (issue 3): at most 150 ms median here.
+
+    python benchmarks/requirements_speed.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# A fine-tuning stack as teams write it (shape taken from LLaMA-Factory / Axolotl requirements).
+REQUIREMENTS = """\
+# training stack, pinned for reproducibility
+--extra-index-url https://download.pytorch.org/whl/cu121
+torch==2.3.1+cu121
+torchvision==0.18.1+cu121
+transformers==4.44.2
+accelerate==0.33.0
+peft==0.12.0
+trl==0.9.6
+datasets==2.20.0
+tokenizers==0.19.1
+safetensors==0.4.4
+deepspeed==0.14.4
+bitsandbytes==0.43.3
+flash-attn==2.6.3; platform_system == "Linux"
+xformers==0.0.27
+sentencepiece==0.2.0
+protobuf==4.25.4
+einops==0.8.0
+numpy<2.0.0
+scipy>=1.10
+pandas>=2.0.3
+pyarrow>=15.0.0
+huggingface-hub>=0.24.0
+evaluate==0.4.2
+rouge-score==0.1.2
+nltk>=3.8.1
+jieba>=0.42.1
+tiktoken>=0.7.0
+wandb>=0.17.0
+tensorboard>=2.16
+fire>=0.6.0
+pyyaml>=6.0
+packaging>=23.2
+tqdm>=4.66.4
+rich>=13.7
+uvicorn>=0.30.0
+fastapi>=0.111.0
+sse-starlette>=2.1.0
+matplotlib>=3.7.0
+liger-kernel==0.2.1 ; python_version >= "3.10"
+git+https://github.com/huggingface/lm-evaluation-harness.git@v0.4.3#egg=lm_eval
+"""
+
+
+def wall(cmd: list[str], runs: int, cwd: str) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        times.append(time.perf_counter() - start)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "requirements.txt"
+        path.write_text(REQUIREMENTS)
+        assert len(REQUIREMENTS.splitlines()) == 40
+        wall([py, "-m", "preflight", "requirements", str(path)], 2, tmp)  # warm caches
+        rows = {
+            "python -c pass": wall([py, "-c", "pass"], args.runs, tmp),
+            "preflight requirements (40 lines)": wall([py, "-m", "preflight", "requirements", str(path)], args.runs, tmp),
+            "pip check": wall([py, "-m", "pip", "check"], max(3, args.runs // 3), tmp),
+        }
+    print(f"{'what':40} {'median ms':>10} {'min ms':>8}")
+    for name, times in rows.items():
+        print(f"{name:40} {statistics.median(times) * 1000:10.1f} {min(times) * 1000:8.1f}")
+    ours = statistics.median(rows["preflight requirements (40 lines)"]) * 1000
+    print(f"\npreflight requirements median {ours:.1f} ms (target <= 150 ms): {'MET' if ours <= 150 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

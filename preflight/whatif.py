@@ -1,0 +1,155 @@
+"""`preflight compat`: judge a combination before any machine exists.
+
+The flags become the facts of a hypothetical node (a GPU from the matrix, a driver, a torch
+wheel, a Python, packages), and the same version checks that judge real nodes judge it. It also
+lists the official torch wheels that would work on a given GPU and driver.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+from packaging.version import InvalidVersion, Version
+
+from preflight.compat import Matrix, cuda_tuple, driver_tuple
+from preflight.errors import InputError
+from preflight.facts import (
+    SCHEMA_VERSION,
+    ContainerHints,
+    GpuDevice,
+    GpuInfo,
+    Identity,
+    MemoryInfo,
+    NetworkEnv,
+    NodeFacts,
+    ProbeInfo,
+    PythonEnv,
+    SystemInfo,
+)
+from preflight.probe.python_env import normalize
+
+CHECKS = ("driver.torch_cuda", "packages.torch_cuda_build", "versions.*")
+_CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    gpu: str | None = None
+    gpus: int = 1
+    driver: str | None = None
+    torch: str | None = None
+    python: str | None = None
+    nvcc: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+def parse_package(text: str) -> tuple[str, str]:
+    """``transformers==4.44.2`` as ``("transformers", "4.44.2")``."""
+    name, sep, version = text.partition("==")
+    if not sep or not name.strip() or not version.strip():
+        raise InputError(f"--pkg {text!r}: expected NAME==VERSION")
+    try:
+        Version(version.strip())
+    except InvalidVersion:
+        raise InputError(f"--pkg {text!r}: {version.strip()!r} is not a version") from None
+    return normalize(name.strip()), version.strip()
+
+
+def resolve_gpu(matrix: Matrix, query: str) -> tuple[str, str]:
+    """(display name, compute capability) from a GPU name or a capability (``8.6``, ``sm_90``)."""
+    match = _CC.match(query.strip())
+    if match:
+        cc = f"{int(match.group(1))}.{match.group(2)}"
+        return f"a compute capability {cc} GPU", cc
+    model = matrix.gpu(query)
+    if model is None:
+        known = ", ".join(sorted({g.name for g in matrix.gpus}))
+        raise InputError(f"--gpu {query!r}: unknown or ambiguous GPU (known: {known}; or give a capability like 8.6)")
+    return model.name, model.compute_capability
+
+
+def driver_cuda(matrix: Matrix, driver: str) -> str | None:
+    """The newest CUDA whose toolkit driver this driver meets: what nvidia-smi would report."""
+    have = driver_tuple(driver)
+    ok = [t for t in matrix.toolkits if driver_tuple(t.min_driver) <= have]
+    if not ok:
+        return None
+    newest = max(ok, key=lambda t: cuda_tuple(t.cuda))
+    return "{}.{}".format(*cuda_tuple(newest.cuda))
+
+
+def _torch(matrix: Matrix, text: str) -> tuple[str, str | None]:
+    """(version as installed, its CUDA) from ``2.3.1+cu121`` or ``2.3.1`` (the PyPI default wheel)."""
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        raise InputError(f"--torch {text!r} is not a version") from None
+    label = version.local or ""
+    if label.startswith("cu") and label[2:].isdigit():
+        return text, "{}.{}".format(*cuda_tuple(label))
+    if label == "cpu":
+        return text, None
+    release = matrix.torch_release(text)
+    if release is None or release.default_variant is None:
+        raise InputError(f"--torch {text}: no default CUDA variant known; give it, e.g. {text}+cu121")
+    return text, "{}.{}".format(*cuda_tuple(release.default_variant))
+
+
+def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
+    devices = []
+    if w.gpu:
+        name, cc = resolve_gpu(matrix, w.gpu)
+        blank = {f.name: None for f in fields(GpuDevice) if f.name != "unavailable"}
+        devices = [GpuDevice(**{**blank, "index": i, "name": name, "compute_capability": cc}) for i in range(w.gpus)]
+    packages = dict(w.packages)
+    torch_cuda = None
+    unavailable: dict[str, str] = {}
+    if w.torch:
+        packages["torch"], torch_cuda = _torch(matrix, w.torch)
+        if torch_cuda is None:
+            unavailable["torch_cuda"] = "torch is a CPU-only build"
+    python = w.python or "3.11"
+    if not re.match(r"^\d+\.\d+(\.\d+)?$", python):
+        raise InputError(f"--python {python!r}: expected a version like 3.11")
+    return NodeFacts(
+        schema_version=SCHEMA_VERSION,
+        probe=ProbeInfo("what-if", "", python, "", 0.0),
+        identity=Identity("what-if", None, [], None, None, ContainerHints(False, False, None)),
+        system=SystemInfo(None, None, None, None, None, None, MemoryInfo(None, None, None, None, None), None, [], {}, {}),
+        gpu=GpuInfo(
+            "what-if" if devices else None,
+            w.driver,
+            driver_cuda(matrix, w.driver) if w.driver else None,
+            None,
+            devices,
+            {} if devices else {"what-if": "no --gpu given"},
+        ),
+        python=PythonEnv("python", python, "cpython", None, None, packages, torch_cuda, None, unavailable, w.nvcc),
+        network=NetworkEnv([], None, [], {}),
+    )
+
+
+@dataclass(frozen=True)
+class WheelOption:
+    torch: str
+    variant: str
+    code: str  # "sass" or "ptx"
+    driver: str  # "native" or "minor_compat"
+
+
+def working_wheels(matrix: Matrix, cc: str | None, driver: str | None) -> list[WheelOption]:
+    """Official torch wheels, newest first, that have kernels for ``cc`` and run on ``driver``."""
+    out = []
+    for release in sorted(matrix.torch, key=lambda r: Version(r.version), reverse=True):
+        for variant in release.variants:
+            code = matrix.arch_support(release, variant, cc)[0] if cc else "sass"
+            if code not in ("sass", "ptx"):
+                continue
+            verdict = matrix.driver_verdict("{}.{}".format(*cuda_tuple(variant)), driver) if driver else None
+            if driver and (verdict is None or verdict.status == "too_old"):
+                continue
+            out.append(WheelOption(release.version, variant, code, verdict.status if verdict else "native"))
+    out.sort(key=lambda o: (Version(o.torch), o.code == "sass", o.driver == "native", cuda_tuple(o.variant)), reverse=True)
+    return out
+
