@@ -55,7 +55,6 @@ tqdm>=4.66.4
 rich>=13.7
 uvicorn>=0.30.0
 fastapi>=0.111.0
-sse-starlette>=2.1.0
 matplotlib>=3.7.0
 liger-kernel==0.2.1 ; python_version >= "3.10"
 git+https://github.com/huggingface/lm-evaluation-harness.git@v0.4.3#egg=lm_eval

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
 
-from preflight.compat import Matrix, TorchRelease, cc_tuple, cuda_tuple
+from preflight.compat import Matrix, TorchRelease, _contains, cc_tuple, cuda_tuple
 from preflight.facts import NodeFacts
 from preflight.findings import Outcome, Status, fail, passed, skip, warn
 from preflight.registry import CheckContext, check
@@ -43,16 +43,12 @@ def _outcome(status: Status, observed: str, expected: str, remediation: str, **e
     return Outcome(status, observed, expected, remediation, evidence)
 
 
-def _working_variants(matrix: Matrix, cc: str, at_least: str | None) -> list[str]:
-    """Official wheels with native code for ``cc``, newest first (``2.7 cu128``)."""
-    out = []
-    for release in sorted(matrix.torch, key=lambda r: Version(r.version), reverse=True):
-        if at_least and Version(release.version) < Version(at_least):
-            continue
-        for variant in release.variants:
-            if matrix.arch_support(release, variant, cc)[0] == "sass":
-                out.append(f"{release.version} {variant}")
-    return out
+def _suggest(matrix: Matrix, cc: str, driver: str | None, at_least: str | None = None) -> str:
+    """The best few official wheels for this GPU that also run on this driver."""
+    options = [w for w in matrix.working_wheels(cc, driver) if w.code == "sass"]
+    if at_least:
+        options = [w for w in options if Version(w.torch) >= Version(at_least)]
+    return "; ".join(f"torch {w.torch} {w.variant}" for w in options[:3])
 
 
 @check("versions.torch_gpu_arch", group=GROUP, title="torch has kernels for these GPUs")
@@ -90,10 +86,11 @@ def torch_gpu_arch(ctx: CheckContext) -> Outcome:
     evidence = {"torch": version, "variant": variant, "compiled": compiled, "source": archs.sourced.cite()}
     if missing:
         cc = missing[0]
-        options = _working_variants(ctx.matrix, cc, None)[:4]
-        fix = (f"install a wheel built for sm_{cc.replace('.', '')}: " + "; ".join(options)
-               + " (pip install torch==X --index-url https://download.pytorch.org/whl/cuXYZ)") if options else (
-            "no official wheel in the compatibility data has kernels for this GPU")
+        options = _suggest(ctx.matrix, cc, facts.gpu.driver_version)
+        fix = (f"install a wheel built for sm_{cc.replace('.', '')} that runs on this driver: {options} "
+               "(`pip install 'torch==X.Y.*' --index-url https://download.pytorch.org/whl/cuXYZ`)") if options else (
+            "no official wheel in the compatibility data has kernels for this GPU and runs on this driver: "
+            "upgrade the driver, then see `preflight compat --gpu ... --driver ...`")
         return _outcome(
             _capped(Status.FAIL, archs.sourced),
             f"{names[cc]} (compute capability {cc}) is not in torch {version}'s compiled list ({compiled})",
@@ -107,7 +104,7 @@ def torch_gpu_arch(ctx: CheckContext) -> Outcome:
             "only through PTX JIT compilation",
             f"SASS for compute capability {', '.join(jit)}",
             "expect a long first start and missing fused kernels; install a wheel with native code: "
-            + "; ".join(_working_variants(ctx.matrix, jit[0], release.version)[:3]),
+            + (_suggest(ctx.matrix, jit[0], facts.gpu.driver_version, release.version) or "none runs on this driver"),
             **evidence,
         )
     return passed(f"torch {version} has native kernels for compute capability {', '.join(ccs)}", **evidence)
@@ -116,8 +113,6 @@ def torch_gpu_arch(ctx: CheckContext) -> Outcome:
 def _satisfies(specifier: str | None, version: str | None) -> bool | None:
     if not specifier or version is None:
         return None
-    from preflight.compat import _contains
-
     return _contains(specifier, version)
 
 
@@ -126,36 +121,33 @@ def package_constraints(ctx: CheckContext) -> Outcome:
     """Each installed library release line has constraints on torch and Python, from the
     package's own metadata (``Requires-Dist``, ``Requires-Python``) or its runtime gate:
     transformers, for one, silently disables torch below its minimum ("Disabling PyTorch because
-    PyTorch >= X is required") and later fails with unrelated import errors."""
+    PyTorch >= X is required") and later fails with unrelated import errors. A constraint that
+    bites only in one code path (transformers' torch.load guard) warns."""
     py = ctx.facts.python
     torch = py.packages.get("torch")
-    checked, problems = [], []
-    worst = Status.PASS
-    for package, version in sorted(py.packages.items()):
-        for c in ctx.matrix.constraints_for(package, version):
-            checked.append(f"{package} {version}")
-            for what, spec, have in (("torch", c.requires_torch, torch), ("Python", c.requires_python, py.version)):
-                ok = _satisfies(spec, have)
-                if ok is False:
-                    gate = " (it then disables torch silently)" if c.runtime_gate and what == "torch" else ""
-                    problems.append(f"{package} {version} needs {what} {spec}, found {have}{gate} [{c.sourced.cite()}]")
-                    worst = max(worst, _capped(Status.FAIL, c.sourced))
-                elif ok is None and what == "torch" and spec and have is None:
-                    problems.append(f"{package} {version} needs torch {spec}, and torch is not installed")
-                    worst = max(worst, _capped(Status.WARN, c.sourced))
+    checked = sorted(f"{p} {v}" for p, v in py.packages.items() if ctx.matrix.constraints_for(p, v))
     if not checked:
         return skip("no installed library has an entry in the compatibility data")
+    problems = [
+        problem
+        for package, version in sorted(py.packages.items())
+        for problem in ctx.matrix.constraint_problems(package, version, torch=torch, python=py.version)
+    ]
+    missing_torch = [c for c in checked if torch is None and any(
+        x.requires_torch for x in ctx.matrix.constraints_for(*c.split(" ", 1)))]
     if problems:
         return _outcome(
-            worst,
-            "; ".join(problems),
+            max(p.status for p in problems),
+            "; ".join(f"{p.describe()} [{'; '.join(p.sources)}]" for p in problems),
             "every library's torch and Python constraints met",
             "install versions that agree: upgrade torch, or pin the library to a release line that supports "
             "this torch (`preflight compat --torch X --pkg name==Y` tries a combination)",
-            checked=sorted(set(checked)),
+            checked=checked,
         )
-    return passed(f"{len(set(checked))} library release(s) accept torch {torch} and Python {py.version}",
-                  checked=sorted(set(checked)))
+    if missing_torch:
+        return warn(f"{', '.join(missing_torch)} need torch, which is not installed", "torch installed",
+                    "install torch in this environment", checked=checked)
+    return passed(f"{len(checked)} library release(s) accept torch {torch} and Python {py.version}", checked=checked)
 
 
 @check("versions.flash_attn", group=GROUP, title="flash-attn fits the GPU and torch")

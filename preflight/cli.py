@@ -238,7 +238,7 @@ def _cluster(args: argparse.Namespace) -> int:
 def _compat(args: argparse.Namespace) -> int:
     from preflight.findings import exit_code
     from preflight.registry import run_checks
-    from preflight.whatif import CHECKS, WhatIf, hypothetical_facts, parse_package, working_wheels
+    from preflight.whatif import CHECKS, WhatIf, hypothetical_facts, parse_package
 
     sel = _selection(args, only=CHECKS)
     matrix = sel.options.matrix
@@ -256,7 +256,7 @@ def _compat(args: argparse.Namespace) -> int:
     findings = run_checks(facts, sel.specs, sel.thresholds, sel.options)
     code = exit_code(findings, strict=sel.strict)
     cc = facts.gpu.devices[0].compute_capability if facts.gpu.devices else None
-    wheels = working_wheels(matrix, cc, args.driver) if (args.gpu or args.driver) else []
+    wheels = matrix.working_wheels(cc, args.driver) if (args.gpu or args.driver) else []
     if args.json:
         import json
 

@@ -8,11 +8,14 @@ DIR`` replaces the shipped data with another folder of the same files.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import sys
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FILES = ("cuda_driver.toml", "torch.toml", "gpus.toml", "packages.toml")
+_CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,30 @@ class Constraint:
     gpu_min_cc: str | None
     runtime_gate: bool
     sourced: Sourced
+    scope: str | None = None  # e.g. "torch.load": the constraint bites only in that code path
 
     def covers(self, version: str) -> bool:
         return _contains(self.versions, version)
+
+
+@dataclass(frozen=True)
+class ConstraintProblem:
+    """A library release line's requirement that the installed (or pinned) stack breaks."""
+
+    package: str
+    version: str
+    what: str  # "torch" or "Python"
+    spec: str
+    have: str
+    status: Status  # FAIL, or WARN for unverified or scoped facts
+    gate: bool  # the library disables torch at import below its minimum
+    scope: str | None
+    sources: tuple[str, ...]
+
+    def describe(self) -> str:
+        gate = " (it disables torch at import)" if self.gate and self.what == "torch" and not self.scope else ""
+        scope = f" for {self.scope}" if self.scope else ""
+        return f"{self.package} {self.version} needs {self.what} {self.spec}{scope}, found {self.have}{gate}"
 
 
 @dataclass(frozen=True)
@@ -166,6 +191,17 @@ def _contains(specifier: str, version: str) -> bool:
         return SpecifierSet(specifier).contains(Version(version).public, prereleases=True)
     except (InvalidSpecifier, InvalidVersion):
         return False
+
+
+@dataclass(frozen=True)
+class WheelOption:
+    """An official torch wheel that works on a GPU and driver: ``code`` is ``sass`` (native) or
+    ``ptx`` (JIT), ``driver`` is ``native`` or ``minor_compat``."""
+
+    torch: str
+    variant: str
+    code: str
+    driver: str
 
 
 @dataclass(frozen=True)
@@ -237,6 +273,25 @@ class Matrix:
             return "ptx", arch
         return "none", arch
 
+    def working_wheels(self, cc: str | None, driver: str | None) -> list[WheelOption]:
+        """Official torch wheels with kernels for ``cc`` that run on ``driver``, best first:
+        newest torch, native code before PTX, native driver support before minor-version compat."""
+        out = []
+        for release in self.torch:
+            for variant in release.variants:
+                code = self.arch_support(release, variant, cc)[0] if cc else "sass"
+                if code not in ("sass", "ptx"):
+                    continue
+                verdict = self.driver_verdict("{}.{}".format(*cuda_tuple(variant)), driver) if driver else None
+                if driver and (verdict is None or verdict.status == "too_old"):
+                    continue
+                out.append(WheelOption(release.version, variant, code, verdict.status if verdict else "native"))
+        out.sort(
+            key=lambda o: (Version(o.torch), o.code == "sass", o.driver == "native", cuda_tuple(o.variant)),
+            reverse=True,
+        )
+        return out
+
     # -- GPUs --------------------------------------------------------------------------------
     def gpu(self, query: str) -> GpuModel | None:
         """A GPU by NVML name, marketing name (case and spacing ignored) or a unique substring."""
@@ -251,6 +306,18 @@ class Matrix:
         by_cc = {g.compute_capability for g in matches}
         return matches[0] if matches and len(by_cc) == 1 else None
 
+    def resolve_gpu(self, query: str) -> tuple[str, str]:
+        """(display name, compute capability) from a GPU name or a capability (``8.6``, ``sm_90``)."""
+        match = _CC.match(query.strip())
+        if match:
+            cc = f"{int(match.group(1))}.{match.group(2)}"
+            return f"a compute capability {cc} GPU", cc
+        model = self.gpu(query)
+        if model is None:
+            known = ", ".join(sorted({g.name for g in self.gpus}))
+            raise InputError(f"GPU {query!r}: unknown or ambiguous (known: {known}; or give a capability like 8.6)")
+        return model.name, model.compute_capability
+
     def features_for(self, cc: str) -> dict[str, Feature]:
         return {f.name: f for f in self.features if f.supported(cc)}
 
@@ -261,11 +328,33 @@ class Matrix:
     def constraints_for(self, package: str, version: str) -> list[Constraint]:
         return [c for c in self.constraints if c.package == package and c.covers(version)]
 
+    def constraint_problems(
+        self, package: str, version: str, *, torch: str | None, python: str | None
+    ) -> list[ConstraintProblem]:
+        """What ``package==version`` requires of torch and Python that ``torch``/``python`` break;
+        entries stating the same requirement are merged, their sources kept together."""
+        merged: dict[tuple[str, str, str | None], ConstraintProblem] = {}
+        for c in self.constraints_for(package, version):
+            for what, spec, have in (("torch", c.requires_torch, torch), ("Python", c.requires_python, python)):
+                if not spec or not have or _contains(spec, have):
+                    continue
+                status = Status.WARN if c.scope else c.sourced.max_status
+                key = (what, spec, c.scope)
+                old = merged.get(key)
+                merged[key] = ConstraintProblem(
+                    package, version, what, spec, have,
+                    max(status, old.status) if old else status,
+                    c.runtime_gate or bool(old and old.gate),
+                    c.scope,
+                    (*(old.sources if old else ()), c.sourced.cite()),
+                )
+        return sorted(merged.values(), key=lambda p: -p.status)
+
     def flash_attn_wheel(self, version: str) -> FlashAttnWheel | None:
         return next((w for w in self.flash_attn_wheels if w.flash_attn == Version(version).public), None)
 
 
-def _read(folder: Path | resources.abc.Traversable, name: str) -> dict[str, Any]:  # type: ignore[name-defined]
+def _read(folder: Path, name: str) -> dict[str, Any]:
     path = folder / name
     where = str(path)
     try:
@@ -328,7 +417,7 @@ def parse_matrix(data: dict[str, dict[str, Any]], origin: str) -> Matrix:
                 Constraint(
                     str(e["package"]), str(e["versions"]), e.get("requires_torch"), e.get("requires_python"),
                     e.get("requires_cuda"), e.get("gpu_min_cc"), bool(e.get("runtime_gate", False)),
-                    _sourced(e, f"packages.toml {e['package']} {e['versions']}"),
+                    _sourced(e, f"packages.toml {e['package']} {e['versions']}"), e.get("scope"),
                 )
                 for e in packages.get("constraint", [])
             ),
@@ -343,9 +432,38 @@ def parse_matrix(data: dict[str, dict[str, Any]], origin: str) -> Matrix:
         raise InputError(f"malformed compatibility data: {type(exc).__name__}: {exc}", source=origin) from None
 
 
+COMPILED = "compiled.json"
+
+
+def _digest(folder: Path) -> str:
+    """Fingerprint of the TOML sources, to tell whether ``compiled.json`` is theirs."""
+    crc = 0
+    for name in FILES:
+        crc = zlib.crc32((folder / name).read_bytes(), crc)
+    return f"crc32:{crc:08x}"
+
+
+def shipped_folder() -> Path:
+    """Where the shipped data lies (``compat_matrix/`` in a checkout, package data when installed)."""
+    package = importlib.import_module("preflight.compat_matrix")
+    return Path(package.__file__).parent  # type: ignore[arg-type]
+
+
+def compile_matrix(folder: Path) -> dict[str, Any]:
+    """The TOML sources as one JSON document (tomllib costs tens of milliseconds per run; a
+    pre-commit hook must not be noticed). ``python -m preflight.compat`` rewrites it."""
+    return {"sources_crc32": _digest(folder), "data": {name: _read(folder, name) for name in FILES}}
+
+
 @cache
 def shipped_matrix() -> Matrix:
-    folder = resources.files("preflight.compat_matrix")
+    folder = shipped_folder()
+    try:
+        compiled = json.loads((folder / COMPILED).read_text(encoding="utf-8"))
+        if compiled.get("sources_crc32") == _digest(folder):
+            return parse_matrix(compiled["data"], "shipped compat_matrix")
+    except (OSError, ValueError):
+        compiled = None  # a missing or stale compiled copy: read the TOML itself
     return parse_matrix({name: _read(folder, name) for name in FILES}, "shipped compat_matrix")
 
 
@@ -356,3 +474,10 @@ def load_matrix(directory: Path | None = None) -> Matrix:
     if not directory.is_dir():
         raise InputError("not a directory of compatibility data", source=str(directory))
     return parse_matrix({name: _read(directory, name) for name in FILES}, str(directory))
+
+
+if __name__ == "__main__":
+    _folder = shipped_folder()
+    _target = _folder / COMPILED
+    _target.write_text(json.dumps(compile_matrix(_folder), sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {_target}")

@@ -17,6 +17,7 @@ from preflight.compat import Matrix, shipped_matrix
 from preflight.errors import InputError
 from preflight.facts import NodeFacts
 from preflight.findings import Finding, Outcome, Status
+from preflight.settings import Threshold
 
 CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "consistency")
 
@@ -31,7 +32,6 @@ GROUP_ORDER = (
 )
 CLUSTER_NODE = "cluster"
 
-Threshold = int | float
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from preflight.errors import InputError
-from preflight.compat import Matrix
-from preflight.registry import CheckSpec, RunOptions, Threshold
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the requirements hook reads settings without loading the node checks
+    from preflight.compat import Matrix
+    from preflight.registry import CheckSpec, RunOptions
+
+Threshold = int | float
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,8 +95,9 @@ def _line_of(path: Path, key: str) -> int | None:
     return None
 
 
-def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]) -> Settings:
-    """Validate a ``[tool.preflight]`` table against the known keys, checks and thresholds."""
+def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec] | None) -> Settings:
+    """Validate a ``[tool.preflight]`` table against the known keys, checks and thresholds
+    (``specs=None``: the ``[checks]`` table is left to the commands that run those checks)."""
     source = str(path)
 
     def error(key: str, message: str) -> InputError:
@@ -113,7 +119,7 @@ def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]
         if not isinstance(value, str):
             raise error(key, f"target.{key} must be a string, got {value!r}")
     thresholds: dict[str, dict[str, Threshold]] = {}
-    for check_id, values in table.get("checks", {}).items():
+    for check_id, values in table.get("checks", {}).items() if specs is not None else ():
         if check_id not in specs:
             raise error(check_id, f"unknown check id {check_id!r} in [checks]")
         if not isinstance(values, dict):
@@ -138,7 +144,7 @@ def load_settings(path: Path, table: dict[str, Any], specs: dict[str, CheckSpec]
 
 
 def resolve_settings(
-    specs: dict[str, CheckSpec], *, config: Path | None, cwd: Path
+    specs: dict[str, CheckSpec] | None, *, config: Path | None, cwd: Path
 ) -> Settings:
     """Settings from ``--config`` or the nearest config file; defaults when there is none."""
     if config is not None:
@@ -179,7 +185,7 @@ def effective(
     use: tuple[str, ...] = (),
 ) -> Selection:
     """Command-line values win over the file's; ``--skip`` adds to the file's skips."""
-    from preflight.registry import select
+    from preflight.registry import RunOptions, select
 
     settings = resolve_settings(specs, config=config, cwd=cwd)
     source = "--only/--skip" if (only or skip) else settings.source

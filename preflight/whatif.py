@@ -30,7 +30,6 @@ from preflight.facts import (
 from preflight.probe.python_env import normalize
 
 CHECKS = ("driver.torch_cuda", "packages.torch_cuda_build", "versions.*")
-_CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,6 @@ def parse_package(text: str) -> tuple[str, str]:
     except InvalidVersion:
         raise InputError(f"--pkg {text!r}: {version.strip()!r} is not a version") from None
     return normalize(name.strip()), version.strip()
-
-
-def resolve_gpu(matrix: Matrix, query: str) -> tuple[str, str]:
-    """(display name, compute capability) from a GPU name or a capability (``8.6``, ``sm_90``)."""
-    match = _CC.match(query.strip())
-    if match:
-        cc = f"{int(match.group(1))}.{match.group(2)}"
-        return f"a compute capability {cc} GPU", cc
-    model = matrix.gpu(query)
-    if model is None:
-        known = ", ".join(sorted({g.name for g in matrix.gpus}))
-        raise InputError(f"--gpu {query!r}: unknown or ambiguous GPU (known: {known}; or give a capability like 8.6)")
-    return model.name, model.compute_capability
 
 
 def driver_cuda(matrix: Matrix, driver: str) -> str | None:
@@ -99,7 +85,7 @@ def _torch(matrix: Matrix, text: str) -> tuple[str, str | None]:
 def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
     devices = []
     if w.gpu:
-        name, cc = resolve_gpu(matrix, w.gpu)
+        name, cc = matrix.resolve_gpu(w.gpu)
         blank = {f.name: None for f in fields(GpuDevice) if f.name != "unavailable"}
         devices = [GpuDevice(**{**blank, "index": i, "name": name, "compute_capability": cc}) for i in range(w.gpus)]
     packages = dict(w.packages)
@@ -128,28 +114,3 @@ def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
         python=PythonEnv("python", python, "cpython", None, None, packages, torch_cuda, None, unavailable, w.nvcc),
         network=NetworkEnv([], None, [], {}),
     )
-
-
-@dataclass(frozen=True)
-class WheelOption:
-    torch: str
-    variant: str
-    code: str  # "sass" or "ptx"
-    driver: str  # "native" or "minor_compat"
-
-
-def working_wheels(matrix: Matrix, cc: str | None, driver: str | None) -> list[WheelOption]:
-    """Official torch wheels, newest first, that have kernels for ``cc`` and run on ``driver``."""
-    out = []
-    for release in sorted(matrix.torch, key=lambda r: Version(r.version), reverse=True):
-        for variant in release.variants:
-            code = matrix.arch_support(release, variant, cc)[0] if cc else "sass"
-            if code not in ("sass", "ptx"):
-                continue
-            verdict = matrix.driver_verdict("{}.{}".format(*cuda_tuple(variant)), driver) if driver else None
-            if driver and (verdict is None or verdict.status == "too_old"):
-                continue
-            out.append(WheelOption(release.version, variant, code, verdict.status if verdict else "native"))
-    out.sort(key=lambda o: (Version(o.torch), o.code == "sass", o.driver == "native", cuda_tuple(o.variant)), reverse=True)
-    return out
-

@@ -53,19 +53,18 @@ def _csv(values: list[str] | None) -> tuple[str, ...]:
 
 
 def run_requirements(args: argparse.Namespace) -> int:
-    from preflight.registry import load_checks
     from preflight.settings import resolve_settings
 
     matrix = load_matrix(args.matrix)
-    settings = resolve_settings(load_checks(), config=args.config, cwd=Path.cwd())
+    # the [checks] thresholds belong to node/cluster, which validate them; keys and [target] are
+    # validated here, without loading every node check into a pre-commit hook
+    settings = resolve_settings(None, config=args.config, cwd=Path.cwd())
     strict = settings.strict if args.strict is None else bool(args.strict)
     file_target = settings.target
     target = _target(args, file_target)
     parsed = parse_files(args.files)
     if target.gpu:
-        from preflight.whatif import resolve_gpu
-
-        resolve_gpu(matrix, target.gpu)  # an unknown GPU is an input error before any finding
+        matrix.resolve_gpu(target.gpu)  # an unknown GPU is an input error before any finding
     findings = judge_requirements(parsed, matrix, target, only=_csv(args.only), skip_ids=_csv(args.skip))
     code = exit_code(findings, strict=strict)
     if args.json:

@@ -136,20 +136,14 @@ def matrix_conflict(parsed: ParsedRequirements, matrix: Matrix, target: Target) 
         version = _pinned_version(req)
         if version is None or req.name == "torch":
             continue
-        for c in matrix.constraints_for(req.name, version):
-            checks = [("torch", c.requires_torch, torch_version, torch and _at(torch))]
-            if target.python:
-                checks.append(("Python", c.requires_python, target.python, "the target"))
-            for what, spec, have, where in checks:
-                if spec and have and not _contains(spec, have):
-                    status = min(Status.FAIL, c.sourced.max_status)
-                    gate = " (it would disable torch at import)" if c.runtime_gate and what == "torch" else ""
-                    yield Located(_at(req), Outcome(
-                        status,
-                        f"{req.name}=={version} needs {what} {spec}, but {what} is {have} ({where}){gate}",
-                        f"{what} {spec}",
-                        f"change one of the two pins [{c.sourced.cite()}]",
-                    ))
+        for p in matrix.constraint_problems(req.name, version, torch=torch_version, python=target.python):
+            where = (torch and _at(torch)) if p.what == "torch" else "the target"
+            yield Located(_at(req), Outcome(
+                p.status,
+                f"{p.describe()} ({where})",
+                f"{p.what} {p.spec}",
+                f"change one of the two pins [{'; '.join(p.sources)}]",
+            ))
 
 
 def _torch_variants(parsed: ParsedRequirements, torch: Requirement | None) -> list[tuple[str, str]]:
@@ -205,9 +199,7 @@ def torch_cuda_variant(parsed: ParsedRequirements, matrix: Matrix, target: Targe
                     "upgrade the driver, or accept that kernels needing PTX JIT fail",
                 ))
         if target.gpu and release is not None:
-            from preflight.whatif import resolve_gpu
-
-            name, cc = resolve_gpu(matrix, target.gpu)
+            name, cc = matrix.resolve_gpu(target.gpu)
             kind, arch = matrix.arch_support(release, variant, cc)
             if kind == "none" and arch is not None:
                 yield Located(where, Outcome(

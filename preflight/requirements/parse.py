@@ -38,7 +38,14 @@ from urllib.parse import unquote
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as _Pep508
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonicalize_name(name: str) -> str:
+    """PEP 503 normalised name (packaging.utils' own, whose import costs a hook ~20 ms)."""
+    return _SEPARATORS.sub("-", name).lower()
+
 
 from preflight.errors import InputError
 from preflight.requirements.torch_index import torch_variant
@@ -368,6 +375,14 @@ def _split_extras(text: str) -> tuple[str, tuple[str, ...]]:
     return match.group(1), tuple(sorted(extras))
 
 
+def _parse_wheel_filename(filename: str):  # noqa: ANN202
+    # packaging.utils imports packaging.tags (sysconfig, logging): tens of milliseconds that a
+    # pre-commit hook pays on every run, so only when a wheel file is actually named
+    from packaging.utils import parse_wheel_filename
+
+    return parse_wheel_filename(filename)
+
+
 def _wheel(url: str) -> tuple[str, str] | None:
     """(name, "==version") of a wheel file path or URL, ``None`` when it is not a wheel."""
     path = url.split("#", 1)[0].split("?", 1)[0]
@@ -375,8 +390,8 @@ def _wheel(url: str) -> tuple[str, str] | None:
         return None
     filename = unquote(path.replace("\\", "/").rsplit("/", 1)[-1])
     try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename as exc:
+        name, version, _build, _tags = _parse_wheel_filename(filename)
+    except ValueError as exc:  # packaging's InvalidWheelFilename is a ValueError
         raise _LineError(f"invalid wheel file name {filename!r}: {_first_line(exc)}") from None
     return str(name), f"=={version}"
 

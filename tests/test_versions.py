@@ -1,0 +1,121 @@
+"""Version rules on nodes and in `preflight compat`, each on a real published combination."""
+
+from __future__ import annotations
+
+import json
+
+from preflight.findings import Status
+
+from conftest import fixture_facts, judge
+
+
+def _torch(version: str, cuda: str | None):  # noqa: ANN202
+    def edit(data):  # noqa: ANN001
+        data["python"]["packages"]["torch"] = version
+        data["python"]["torch_cuda"] = cuda
+
+    return edit
+
+
+def test_rtx_5090_on_a_cu124_wheel_has_no_kernels():
+    # "NVIDIA GeForce RTX 5090 with CUDA capability sm_120 is not compatible with the current
+    # PyTorch installation" then "no kernel image is available" (compat_facts.md §2c)
+    def rtx5090(data):
+        for dev in data["gpu"]["devices"]:
+            dev.update(name="NVIDIA GeForce RTX 5090", compute_capability="12.0")
+        _torch("2.5.1+cu124", "12.4")(data)
+
+    finding = judge(fixture_facts("rtx4090_workstation", rtx5090))["versions.torch_gpu_arch"]
+    assert finding.status == Status.FAIL
+    assert "compute capability 12.0" in finding.observed and "cu128" in finding.remediation
+
+
+def test_v100_on_a_cuda_13_wheel_fails_and_cu126_passes():
+    # CUDA 13 builds dropped Volta (pytorch/pytorch#157517)
+    bad = judge(fixture_facts("v100_16gb", _torch("2.9.1+cu130", "13.0")))["versions.torch_gpu_arch"]
+    assert bad.status == Status.FAIL and "sm_70" not in bad.evidence["compiled"]
+    good = judge(fixture_facts("v100_16gb", _torch("2.9.1+cu126", "12.6")))["versions.torch_gpu_arch"]
+    assert good.status == Status.PASS
+
+
+def test_h100_on_the_pypi_default_wheel_passes():
+    finding = judge(fixture_facts("h100_sxm_8x"))["versions.torch_gpu_arch"]
+    assert finding.status == Status.PASS, finding.observed
+
+
+def test_vendor_builds_are_not_judged_against_official_wheels():
+    finding = judge(fixture_facts("h100_sxm_8x", _torch("2.6.0a0+ecf3bae40a.nv25.01", "12.8")))
+    assert finding["versions.torch_gpu_arch"].status == Status.SKIP
+
+
+def test_transformers_runtime_gate_on_old_torch():
+    # transformers >= 4.52 logs "Disabling PyTorch because PyTorch >= 2.1 is required" (import_utils.py)
+    def old_torch(data):
+        _torch("2.0.1+cu118", "11.8")(data)
+        data["python"]["packages"]["transformers"] = "4.52.1"
+
+    finding = judge(fixture_facts("a100_sxm_8x", old_torch))["versions.package_constraints"]
+    assert finding.status == Status.FAIL
+    assert "transformers 4.52.1 needs torch >=2.1" in finding.observed and "disables torch" in finding.observed
+
+
+def test_flash_attn_on_turing_fails():
+    # flash_api.cpp: "FlashAttention only supports Ampere GPUs or newer."
+    def fa(data):
+        data["python"]["packages"]["flash-attn"] = "2.6.3"
+
+    finding = judge(fixture_facts("t4_cloud_vm", fa))["versions.flash_attn"]
+    assert finding.status == Status.FAIL and "sdpa" in finding.remediation
+    assert judge(fixture_facts("h100_sxm_8x"))["versions.flash_attn"].status in (Status.PASS, Status.WARN)
+
+
+def test_nvcc_major_mismatch_with_deepspeed_fails():
+    # torch.utils.cpp_extension: "The detected CUDA version (11.8) mismatches the version that was used to compile PyTorch"
+    def nvcc(version):
+        return lambda data: data["python"].update(nvcc_version=version)
+
+    assert judge(fixture_facts("h100_sxm_8x", nvcc("11.8")))["versions.nvcc_torch_cuda"].status == Status.FAIL
+    assert judge(fixture_facts("h100_sxm_8x", nvcc("12.1")))["versions.nvcc_torch_cuda"].status == Status.WARN
+    assert judge(fixture_facts("h100_sxm_8x", nvcc("12.4")))["versions.nvcc_torch_cuda"].status == Status.PASS
+
+
+def test_driver_too_old_names_the_minimum_driver():
+    def old(data):
+        data["gpu"].update(driver_version="470.82.01", cuda_driver_version="11.4")
+
+    finding = judge(fixture_facts("h100_sxm_8x", old))["driver.torch_cuda"]
+    assert finding.status == Status.FAIL
+    assert "550.54.14" in finding.remediation  # CUDA 12.4's toolkit driver, NVIDIA release notes table 3
+
+
+# preflight compat ---------------------------------------------------------------------------
+
+def test_compat_what_if_rtx_5090_suggests_working_wheels(run_cli):
+    code, out, _ = run_cli("compat", "--gpu", "RTX 5090", "--driver", "570.86.10", "--torch", "2.5.1+cu124", "--json")
+    doc = json.loads(out)
+    arch = next(f for f in doc["findings"] if f["id"] == "versions.torch_gpu_arch")
+    assert code == 1 and arch["status"] == "fail"
+    wheels = doc["suggested_wheels"]
+    assert wheels and all(tuple(map(int, w["torch"].split("."))) >= (2, 7) for w in wheels)
+    assert not any(w["variant"].startswith("cu13") for w in wheels)  # CUDA 13 needs driver R580+
+
+
+def test_compat_driver_too_old_for_the_default_wheel(run_cli):
+    code, out, _ = run_cli("compat", "--gpu", "H100", "--driver", "535.104.05", "--torch", "2.11.0", "--json")
+    finding = next(f for f in json.loads(out)["findings"] if f["id"] == "driver.torch_cuda")
+    assert code == 1 and finding["status"] == "fail"  # 2.11's PyPI default is cu130: driver >= 580
+
+
+def test_compat_use_bf16_on_v100(run_cli):
+    code, out, _ = run_cli("compat", "--gpu", "7.0", "--use", "bf16,fp16-is-not-a-feature", "--json")
+    assert code == 2  # unknown feature is an input error
+    code, out, _ = run_cli("compat", "--gpu", "V100", "--use", "bf16", "--json")
+    finding = next(f for f in json.loads(out)["findings"] if f["id"] == "versions.features_used")
+    assert code == 1 and finding["status"] == "fail" and "bf16 needs cc 8.0+" in finding["observed"]
+    code, out, _ = run_cli("compat", "--gpu", "H100", "--use", "bf16,fp8,flash-attention-3", "--json")
+    assert code == 0
+
+
+def test_compat_unknown_gpu_is_an_input_error(run_cli):
+    code, out, err = run_cli("compat", "--gpu", "Voodoo 5")
+    assert code == 2 and "unknown or ambiguous" in err and len(err.strip().splitlines()) == 1
