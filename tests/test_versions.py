@@ -119,3 +119,27 @@ def test_compat_use_bf16_on_v100(run_cli):
 def test_compat_unknown_gpu_is_an_input_error(run_cli):
     code, out, err = run_cli("compat", "--gpu", "Voodoo 5")
     assert code == 2 and "unknown or ambiguous" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compiled_matrix_is_generated_from_the_toml():
+    from preflight.compat import COMPILED, compile_matrix, shipped_folder
+
+    shipped = json.loads((shipped_folder() / COMPILED).read_text())
+    assert shipped == json.loads(json.dumps(compile_matrix(shipped_folder()), sort_keys=True)), (
+        "run `python -m preflight.compat` after editing compat_matrix/*.toml"
+    )
+
+
+def test_matrix_override_folder(run_cli, tmp_path):
+    import shutil
+
+    from preflight.compat import shipped_folder
+
+    custom = tmp_path / "matrix"
+    shutil.copytree(shipped_folder(), custom)
+    text = (custom / "gpus.toml").read_text().replace('compute_capability = "9.0"', 'compute_capability = "7.0"')
+    (custom / "gpus.toml").write_text(text)
+    code, out, _ = run_cli("compat", "--gpu", "H100", "--use", "bf16", "--matrix", str(custom), "--json")
+    assert code == 1  # judged with the overriding data: an "H100" at 7.0 has no bf16
+    code, _, err = run_cli("compat", "--gpu", "H100", "--matrix", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere" in err

@@ -24,7 +24,7 @@ def _header(command: str, facts: NodeFacts) -> Text:
     s = facts_summary(facts)
     gpus = f"{s['gpu_count']}× {', '.join(s['gpu_models'])}" if s["gpu_count"] else "no GPU"
     driver = f"driver {s['driver_version']} (CUDA {s['cuda_driver_version']})" if s["driver_version"] else ""
-    torch = f"torch {s['torch']}" + (f"+CUDA {s['torch_cuda']}" if s["torch_cuda"] else "") if s["torch"] else "no torch"
+    torch = f"torch {s['torch']}" + (f" (CUDA {s['torch_cuda']})" if s["torch_cuda"] else "") if s["torch"] else "no torch"
     parts = [gpus, driver, f"Python {s['python']}", torch, s["os"] or ""]
     text = Text()
     text.append(f"preflight {command}: {s['node']}", style="bold")
