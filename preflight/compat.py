@@ -8,7 +8,6 @@ DIR`` replaces the shipped data with another folder of the same files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -25,10 +24,6 @@ from packaging.version import InvalidVersion, Version
 from preflight.errors import InputError
 from preflight.findings import Status
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 FILES = ("cuda_driver.toml", "torch.toml", "gpus.toml", "packages.toml")
 _CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
@@ -355,6 +350,12 @@ class Matrix:
 
 
 def _read(folder: Path, name: str) -> dict[str, Any]:
+    # imported here: with the compiled JSON (the usual case) the TOML parser is never needed
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     path = folder / name
     where = str(path)
     try:
