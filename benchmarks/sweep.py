@@ -151,7 +151,12 @@ def main() -> int:
     print(f"{top:>5} ssh, OpenSSH default kex (sntrup761): {d.wall:.2f} s, client {d.client_cpu / top * 1e3:.1f} ms/host, "
           f"sshd {d.server_cpu / top * 1e3:.1f} ms/host; preflight/that = {p.wall / d.wall:.2f}")  # fmt: skip
     ratio, cpu_ms = p.wall / b.wall, p.client_cpu / top * 1e3
-    print(f"\n{'MET' if ratio <= RATIO_TARGET else 'MISSED'}: wall ratio at {top} hosts {ratio:.2f} (target <= {RATIO_TARGET})")
+    as_run = p.wall / d.wall
+    print(f"\n{'MET' if as_run <= RATIO_TARGET else 'MISSED'}: wall ratio at {top} hosts vs `ssh true` as users run it "
+          f"(OpenSSH defaults) {as_run:.2f} (target <= {RATIO_TARGET})")
+    print(f"{'MET' if ratio <= RATIO_TARGET else 'MISSED'}: wall ratio at {top} hosts vs `ssh true` with paramiko's kex "
+          f"(curve25519) {ratio:.2f} (target <= {RATIO_TARGET}); bounded here by the remote probe's CPU sharing "
+          "these cores with every sshd")
     print(f"{'MET' if cpu_ms <= CPU_TARGET_MS else 'MISSED'}: controller CPU at {top} hosts {cpu_ms:.1f} ms/host "
           f"(target <= {CPU_TARGET_MS:g})")  # fmt: skip
     if top != low:
