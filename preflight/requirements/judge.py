@@ -12,7 +12,6 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from packaging.markers import Marker
 from packaging.specifiers import SpecifierSet
 
 from preflight.compat import Matrix, _contains, cuda_tuple
@@ -67,6 +66,8 @@ def _active(reqs: list[Requirement], target: Target) -> list[Requirement]:
     """Requirements whose markers hold for the target Python (all of them without a target)."""
     if not target.python:
         return reqs
+    from packaging.markers import Marker  # only with a target and markers to evaluate
+
     out = []
     for r in reqs:
         try:

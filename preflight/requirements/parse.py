@@ -35,9 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from packaging.markers import InvalidMarker, Marker
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as _Pep508
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 _SEPARATORS = re.compile(r"[-_.]+")
 
@@ -364,10 +362,18 @@ def _url_kind(url: str) -> str:
     return "url"
 
 
+def _pep508():  # noqa: ANN202
+    """packaging's PEP 508 parser, imported only for lines the fast path does not cover."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    return Requirement, InvalidRequirement
+
+
 def _split_extras(text: str) -> tuple[str, tuple[str, ...]]:
     match = _EXTRAS_RE.match(text)
     if not match:
         return text, ()
+    _Pep508, InvalidRequirement = _pep508()
     try:
         extras = _Pep508("placeholder" + match.group(2)).extras
     except InvalidRequirement:
@@ -401,6 +407,7 @@ def _egg(url: str) -> tuple[str, tuple[str, ...]]:
     match = _EGG_RE.search(url)
     if not match or not match.group(1):
         return "", ()
+    _Pep508, InvalidRequirement = _pep508()
     try:
         egg = _Pep508(match.group(1))
     except InvalidRequirement:
@@ -431,6 +438,8 @@ class _Where:
 
 
 def _validate_marker(marker: str) -> str | None:
+    from packaging.markers import InvalidMarker, Marker  # only for lines that have a marker
+
     marker = marker.strip()
     if not marker:
         return None
@@ -452,8 +461,39 @@ def _marker_as_written(text: str, has_url: bool) -> str | None:
     return text.split(";", 1)[1].strip() if ";" in text else None
 
 
+# ``name``, ``name[extra,...]`` and ``name[...] <specifiers>`` without a marker or URL: most
+# lines of a real file. packaging.requirements (with its marker grammar) costs a pre-commit hook
+# ~70 ms to import, so these lines are read with packaging.specifiers alone.
+_SIMPLE = re.compile(
+    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
+    r"(?:\[\s*(?P<extras>[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*)?\s*\])?\s*"
+    r"(?P<spec>(?:===|==|!=|<=|>=|~=|<|>)[^;@\[\]]*)?$"
+)
+
+
+def _simple_requirement(text: str, where: _Where) -> Requirement | None:
+    match = _SIMPLE.match(text)
+    if match is None:
+        return None
+    try:
+        spec = SpecifierSet(match.group("spec") or "")
+    except InvalidSpecifier:
+        return None  # the full parser words the error
+    extras = tuple(sorted({e.strip() for e in (match.group("extras") or "").split(",") if e.strip()}))
+    specifier = str(spec)
+    kind = _specifier_kind(specifier, [s.operator for s in spec if "*" not in s.version])
+    return Requirement(
+        canonicalize_name(match.group("name")), specifier, extras, None, None, kind,
+        where.source, where.line, where.raw, where.constraint, where.group,
+    )  # fmt: skip
+
+
 def requirement_from_pep508(text: str, where: _Where) -> Requirement:
     """A PEP 508 string (``name[extras] specifier ; marker`` or ``name @ url ; marker``)."""
+    simple = _simple_requirement(text, where)
+    if simple is not None:
+        return simple
+    _Pep508, InvalidRequirement = _pep508()
     try:
         req = _Pep508(text)
     except InvalidRequirement as exc:
