@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--env", metavar="CMD", help='shell run first on each node, e.g. ". /opt/venv/bin/activate"')
     cluster.add_argument("--conda", metavar="ENV", help="conda environment to activate on each node")
     cluster.add_argument("--save-facts", type=Path, metavar="DIR", help="write one facts file per node into DIR")
+    cluster.add_argument("--master-addr", metavar="ADDR", help="rendezvous address (default: MASTER_ADDR, else the first host)")
+    cluster.add_argument("--master-port", type=_port, metavar="PORT", help="rendezvous port (default: MASTER_PORT or 29500)")
+    cluster.add_argument("--rdzv", action="store_true", help="torchrun c10d rendezvous: default port 29400")
+    cluster.add_argument("--all-pairs", action="store_true", help="test NCCL ports between every pair, not a ring")
+    cluster.add_argument("--no-network-tests", action="store_true", help="skip the cross-node path tests")
     _add_judging_options(cluster)
 
     replay = sub.add_parser("replay", help="judge saved facts (a file, or a folder from cluster --save-facts)")
@@ -223,6 +228,19 @@ def _cluster(args: argparse.Namespace) -> int:
             command_timeout=args.command_timeout,
             parallel=max(1, args.parallel),
         )
+    path_options = None
+    if sweep_options is not None and not args.no_network_tests:
+        from preflight.net.paths import PathOptions
+
+        default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
+        path_options = PathOptions(
+            python=args.python,
+            master_addr=args.master_addr,
+            master_port=args.master_port or default_port,
+            all_pairs=args.all_pairs,
+            step_timeout=max(5.0, args.connect_timeout),
+            connect_timeout=min(3.0, args.connect_timeout),
+        )
     request = ClusterRequest(
         hosts_file=args.hosts,
         hosts_format=args.hosts_format,
@@ -231,6 +249,7 @@ def _cluster(args: argparse.Namespace) -> int:
         sweep_options=sweep_options,
         save_facts=args.save_facts,
         as_json=args.json,
+        path_options=path_options,
     )
     return run_cluster(request, sel)
 
@@ -312,10 +331,11 @@ def run(argv: list[str] | None = None) -> int:
         if args.facts.is_dir():
             from preflight.report.console import make_console
 
-            from preflight.cluster.command import load_directory, render
+            from preflight.cluster.command import load_directory, load_network, render
 
             entries = load_directory(args.facts)
-            return render("replay", entries, _selection(args), as_json=args.json, console=make_console())
+            return render("replay", entries, _selection(args), as_json=args.json, console=make_console(),
+                          network=load_network(args.facts))
         from preflight.facts import load_facts
 
         return _judge(args, lambda: load_facts(args.facts))

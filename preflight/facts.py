@@ -106,6 +106,7 @@ class SystemInfo:
     ulimits: dict[str, ResourceLimit]
     kernel_modules: dict[str, bool]
     unavailable: dict[str, str] = field(default_factory=dict)
+    port_range: str | None = None  # /proc/sys/net/ipv4/ip_local_port_range, "32768-60999"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from preflight.facts import NodeFacts
 from preflight.findings import Finding, Outcome, Status
 from preflight.settings import Threshold
 
-CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "consistency")
+CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "network", "consistency")
 
 GROUP_ORDER = (
     "Reaching the nodes",
@@ -62,6 +62,7 @@ class ClusterContext:
     nodes: list[NodeFacts]
     thresholds: dict[str, Threshold]
     options: RunOptions = field(default_factory=RunOptions)
+    network: Any = None  # preflight.net.paths.NetworkTests, when the path tests ran
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def run_cluster_checks(
     specs: Iterable[CheckSpec],
     overrides: dict[str, dict[str, Threshold]],
     options: RunOptions,
+    network: Any = None,
 ) -> list[Finding]:
     """Run the cluster-scope checks once across all nodes that answered."""
     findings = []
@@ -188,7 +190,7 @@ def run_cluster_checks(
         if spec.scope != "cluster":
             continue
         thresholds = {**spec.thresholds, **overrides.get(spec.id, {})}
-        ctx = ClusterContext(nodes, thresholds, options)
+        ctx = ClusterContext(nodes, thresholds, options, network)
         findings.append(_finding(spec, CLUSTER_NODE, _safely(spec, ctx)))
     return findings
 

@@ -28,13 +28,17 @@ class ClusterRequest:
     sweep_options: object  # preflight.cluster.sweep.SweepOptions (imported lazily: paramiko)
     save_facts: Path | None
     as_json: bool
+    path_options: object = None  # preflight.net.paths.PathOptions; None: no network path tests
 
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "node"
 
 
-def _save(entries: list[NodeEntry], folder: Path) -> None:
+NETWORK_FILE = "network_tests.json"
+
+
+def _save(entries: list[NodeEntry], folder: Path, network: object = None) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a directory; --save-facts takes a folder here", source=str(folder))
     try:
@@ -42,6 +46,11 @@ def _save(entries: list[NodeEntry], folder: Path) -> None:
         for entry in entries:
             if entry.facts is not None:
                 save_facts(entry.facts, folder / f"{_safe_name(entry.name)}.json")
+        if network is not None:
+            import dataclasses
+            import json
+
+            (folder / NETWORK_FILE).write_text(json.dumps(dataclasses.asdict(network), indent=2) + "\n")
     except OSError as exc:
         raise InputError(f"cannot write facts: {exc.strerror or exc}", source=str(folder)) from None
 
@@ -68,7 +77,7 @@ def _local_entry() -> NodeEntry:
     return NodeEntry(facts.node, facts)
 
 
-def _sweep_entries(request: ClusterRequest, console: Console) -> list[NodeEntry]:
+def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[NodeEntry], object]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from preflight.cluster.ssh_config import load_ssh_config
@@ -94,8 +103,27 @@ def _sweep_entries(request: ClusterRequest, console: Console) -> list[NodeEntry]
             failed += result.facts is None
             progress.update(task, advance=1, failed=failed, pending=len(hosts) - progress.tasks[0].completed - 1)
 
-        results = sweep(hosts, config, request.sweep_options, on_done=done)  # type: ignore[arg-type]
-    close_all(results)
+        options = request.sweep_options
+        if request.path_options is not None:
+            from dataclasses import replace
+
+            options = replace(options, keep_connections=True)  # type: ignore[type-var]
+        results = sweep(hosts, config, options, on_done=done)  # type: ignore[arg-type]
+    network = None
+    try:
+        reached = [r for r in results if r.facts is not None and r.connection is not None]
+        if request.path_options is not None and len(reached) > 1:
+            from preflight.net.paths import run_network_tests
+
+            with console.status("testing network paths between the nodes", spinner="dots") if console.is_terminal \
+                    else _quiet():
+                network = run_network_tests(
+                    {r.host.target: r.connection for r in reached},  # type: ignore[misc]
+                    {r.host.target: r.facts for r in reached},  # type: ignore[misc]
+                    request.path_options,  # type: ignore[arg-type]
+                )
+    finally:
+        close_all(results)
     entries = []
     for r in results:
         if r.facts is not None:
@@ -103,12 +131,20 @@ def _sweep_entries(request: ClusterRequest, console: Console) -> list[NodeEntry]
         else:
             assert r.failure is not None
             entries.append(NodeEntry(r.host.target, None, r.failure.check_id, r.failure.message, r.failure.remediation))
-    return entries
+    return entries, network
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def load_directory(folder: Path) -> list[NodeEntry]:
     """Facts files saved by ``cluster --save-facts DIR``, as a cluster, in name order."""
-    files = sorted(p for p in folder.glob("*.json") if p.is_file())
+    files = sorted(p for p in folder.glob("*.json") if p.is_file() and p.name != NETWORK_FILE)
     if not files:
         raise InputError("no facts files (*.json) in this folder", source=str(folder))
     entries = []
@@ -122,10 +158,28 @@ def load_directory(folder: Path) -> list[NodeEntry]:
     return entries
 
 
+def load_network(folder: Path) -> object:
+    """The network path tests saved beside the facts, if any."""
+    path = folder / NETWORK_FILE
+    if not path.is_file():
+        return None
+    import json
+
+    from preflight.net.results import NetworkTests, PathResult
+    from preflight.typed_json import DecodeError, decode
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["paths"] = [decode(PathResult, p) for p in data.get("paths", [])]
+        return NetworkTests(**data)
+    except (ValueError, TypeError, DecodeError) as exc:
+        raise InputError(f"invalid network test results: {exc}", source=str(path)) from None
+
+
 def render(
-    command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console
+    command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console, network: object = None
 ) -> int:
-    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, sel.options)
+    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, sel.options, network)
     everything = [f for fs in per_node.values() for f in fs] + cluster
     code = exit_code(everything, strict=sel.strict)
     if as_json:
@@ -142,10 +196,11 @@ def render(
 def run_cluster(request: ClusterRequest, sel: Selection) -> int:
     console = make_console()
     progress_console = make_console(stderr=True)
+    network = None
     if request.hosts_file is None and not request.slurm:
         entries = [_local_entry()]
     else:
-        entries = _sweep_entries(request, progress_console)
+        entries, network = _sweep_entries(request, progress_console)
     if request.save_facts is not None:
-        _save(entries, request.save_facts)
-    return render("cluster", entries, sel, as_json=request.as_json, console=console)
+        _save(entries, request.save_facts, network)
+    return render("cluster", entries, sel, as_json=request.as_json, console=console, network=network)

@@ -44,6 +44,7 @@ def judge_cluster(
     specs: list[CheckSpec],
     overrides: dict[str, dict[str, Threshold]],
     options: RunOptions,
+    network: object = None,
 ) -> tuple[dict[str, list[Finding]], list[Finding]]:
     """Findings per node (in the entries' order) and the cross-node findings."""
     per_node: dict[str, list[Finding]] = {}
@@ -53,4 +54,4 @@ def judge_cluster(
         else:
             per_node[entry.name] = run_checks(entry.facts, specs, overrides, options)
     answered = [e.facts for e in entries if e.facts is not None]
-    return per_node, run_cluster_checks(answered, specs, overrides, options)
+    return per_node, run_cluster_checks(answered, specs, overrides, options, network)

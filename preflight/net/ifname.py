@@ -64,3 +64,34 @@ def gloo_names(value: str) -> list[str]:
     ['eth0', 'eth1']
     """
     return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _first_address(addresses: list[str]) -> str | None:
+    """NCCL advertises one address per interface: IPv4 first, else a non-link-local IPv6."""
+    v4 = [a for a in addresses if ":" not in a]
+    v6 = [a for a in addresses if ":" in a and not a.lower().startswith("fe80")]
+    return (v4 or v6 or [None])[0]
+
+
+def nccl_interface(interfaces: list, env: dict[str, str]) -> tuple[str, str] | None:
+    """(interface, address) NCCL's socket transport would pick on a node (NCCL ``socket.cc``,
+    ``ncclFindInterfaces``): ``NCCL_SOCKET_IFNAME`` when set; otherwise ``ib*`` interfaces first,
+    then any interface but ``docker*`` and ``lo``, then ``docker*``, then ``lo``. ``interfaces``
+    are ``NetInterface`` facts; only up interfaces with an address count."""
+    usable = [i for i in interfaces if i.up and _first_address(i.addresses)]
+    names = [i.name for i in usable]
+    value = env.get("NCCL_SOCKET_IFNAME")
+    if value:
+        chosen = nccl_matches(value, names)
+    else:
+        chosen = (
+            nccl_matches("ib", names)
+            or nccl_matches("^docker,lo", names)
+            or nccl_matches("docker", names)
+            or nccl_matches("lo", names)
+        )
+    if not chosen:
+        return None
+    pick = next(i for i in usable if i.name == chosen[0])
+    address = _first_address(pick.addresses)
+    return (pick.name, address) if address else None

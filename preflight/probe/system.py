@@ -163,6 +163,13 @@ def _kernel_modules(unavailable):
     return {m: (m in names or os.path.isdir("/sys/module/" + m)) for m in MODULES_OF_INTEREST}
 
 
+def _port_range():
+    """The ephemeral range NCCL's sockets and gloo's pairs listen in (``32768-60999``)."""
+    text = read_text("/proc/sys/net/ipv4/ip_local_port_range")
+    parts = text.split() if text else []
+    return "{}-{}".format(parts[0], parts[1]) if len(parts) == 2 else None
+
+
 def collect() -> dict:
     unavailable = {}
     os_release = read_text("/etc/os-release") or read_text("/usr/lib/os-release")
@@ -187,4 +194,5 @@ def collect() -> dict:
         "ulimits": _ulimits(unavailable),
         "kernel_modules": _kernel_modules(unavailable),
         "unavailable": unavailable,
+        "port_range": _port_range(),
     }

@@ -1,0 +1,97 @@
+"""Network paths between real SSH hosts in network namespaces, with real firewall faults:
+the rendezvous port dropped, rejected or already bound, NCCL's ephemeral range blocked, a wrong
+NCCL_SOCKET_IFNAME on one node. Each test asserts the finding and that it came within its budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.fixture
+def paths(lab, tmp_path, monkeypatch, run_cli):  # noqa: ANN001, ANN201
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = lab.ssh_config(tmp_path / "ssh_config")
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("host1\nhost2\nhost3\n")
+
+    def run(*extra: str):  # noqa: ANN202
+        start = time.monotonic()
+        code, out, err = run_cli("cluster", str(hosts), "--ssh-config", str(config), "--json",
+                                 "--connect-timeout", "3", *extra)
+        doc = json.loads(out)
+        return code, {f["id"]: f for f in doc["cluster_findings"]}, time.monotonic() - start
+
+    return run
+
+
+def test_open_network_passes_within_budget(paths):
+    code, findings, seconds = paths()
+    for check_id in ("net.master_port_free", "net.master_port_reachable", "net.nccl_ports",
+                     "net.nccl_interfaces", "net.steps_finished"):
+        assert findings[check_id]["status"] == "pass", (check_id, findings[check_id]["observed"])
+    assert "host1: eth0 10.77.0.1" in findings["net.nccl_interfaces"]["observed"]
+    assert seconds < 10  # issue budget: all network checks for 8 nodes under 10 s
+
+
+def test_master_port_dropped_times_out_and_names_both_hosts(lab, paths):
+    lab.block_tcp("host1", 29500, "DROP")
+    code, findings, seconds = paths()
+    finding = findings["net.master_port_reachable"]
+    assert code == 1 and finding["status"] == "fail"
+    assert "host2 -> host1 host1:29500 timed out" in finding["observed"]
+    assert "--dport 29500" in finding["remediation"]
+    assert findings["net.nccl_ports"]["status"] == "pass"  # only the master port is blocked
+    assert seconds < 20
+
+
+def test_master_port_rejected_is_told_apart(lab, paths):
+    lab.block_tcp("host1", 29500, "REJECT")
+    _, findings, _ = paths()
+    assert "refused" in findings["net.master_port_reachable"]["observed"]
+
+
+def test_ephemeral_range_blocked_but_not_the_master_port(lab, paths):
+    # new connections only (--syn): replies to host2's own outgoing connections still arrive
+    lab.run("host2", ["iptables", "-A", "INPUT", "-i", "eth0", "-p", "tcp", "--syn", "--dport", "32768:60999", "-j", "DROP"])
+    try:
+        _, findings, _ = paths("--master-port", "29501")
+    finally:
+        lab.unblock("host2")
+    assert findings["net.master_port_reachable"]["status"] == "pass"
+    finding = findings["net.nccl_ports"]
+    assert finding["status"] == "fail" and "-> host2 10.77.0.2:" in finding["observed"]
+    assert "32768:60999" in finding["remediation"]
+
+
+def test_master_port_already_bound(lab, paths):
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", lab.host("host1").namespace, sys.executable, "-c",
+         "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 29502)); s.listen(); time.sleep(60)"],
+    )
+    try:
+        time.sleep(0.5)
+        _, findings, _ = paths("--master-port", "29502")
+    finally:
+        holder.kill()
+        holder.wait()
+    finding = findings["net.master_port_free"]
+    assert finding["status"] == "fail" and "host1:29502 is in use" in finding["observed"]
+    assert "ss -ltnp" in finding["remediation"]
+
+
+def test_nccl_socket_ifname_missing_on_one_node(paths):
+    env = 'if [ "$(hostname)" = host3 ]; then export NCCL_SOCKET_IFNAME=ib0; else export NCCL_SOCKET_IFNAME=eth0; fi'
+    code, findings, _ = paths("--env", env)
+    finding = findings["net.nccl_interfaces"]
+    assert code == 1 and finding["status"] == "fail" and "host3: no usable interface" in finding["observed"]
+
+
+def test_no_network_tests_flag_skips_them(paths):
+    _, findings, _ = paths("--no-network-tests")
+    assert findings["net.nccl_ports"]["status"] == "skip"
