@@ -151,3 +151,72 @@ def steps_finished(ctx: ClusterContext) -> Outcome:
         return fail("; ".join(f"{h} hung" for h in tests.hung), "every step finishes within its timeout",
                     "look at that node: a hung sshd, a full process table, or a Python that does not start")
     return passed(f"all steps finished in {tests.seconds:.1f} s")
+
+
+@check("net.master_addr_consistent", group=GROUP, title="MASTER_ADDR is the master, seen alike from every node",
+       scope="cluster")
+def master_addr_consistent(ctx: ClusterContext) -> Outcome:
+    """MASTER_ADDR must resolve to the same address on every node, and that address must be one of
+    the master's own: otherwise some ranks knock on another machine (or on themselves, when a name
+    resolves to 127.0.1.1 locally) and the rendezvous never completes."""
+    tests = _tests(ctx)
+    if isinstance(tests, Outcome):
+        return tests
+    name = tests.master_addr
+    master = next((n for n in ctx.nodes if n.node == tests.master), None)
+    if master is None:
+        return skip(f"the master {tests.master} did not answer")
+    own = {a.split("%")[0] for i in master.network.interfaces for a in i.addresses}
+    try:
+        import ipaddress
+
+        ipaddress.ip_address(name)
+        views = {n.node: [name] for n in ctx.nodes}
+    except ValueError:
+        views = {n.node: sorted(n.network.resolved.get(name, [])) for n in ctx.nodes if name in n.network.resolved}
+    if not views:
+        return skip(f"{name} was not looked up on the nodes")
+    broken = [f"{node}: {', '.join(a) or 'does not resolve'}" for node, a in views.items() if not set(a) & own]
+    if broken:
+        return fail(
+            f"{name} is not {tests.master} everywhere: " + "; ".join(broken),
+            f"{name} resolving to one of {tests.master}'s addresses ({', '.join(sorted(own))}) on every node",
+            f"use {tests.master}'s cluster IP as MASTER_ADDR, or fix /etc/hosts or DNS on the nodes listed",
+            views=views,
+        )
+    return passed(f"{name} resolves to {tests.master} on all {len(views)} node(s)", views=views)
+
+
+@check("net.infiniband_fabric", group=GROUP, title="InfiniBand ports active with equal rates", scope="cluster")
+def infiniband_fabric(ctx: ClusterContext) -> Outcome:
+    """On RDMA clusters every node should show its InfiniBand/RoCE ports ACTIVE at the same rate;
+    a port down or trained at a lower rate makes that node the bottleneck of every all-reduce."""
+    nodes = [n for n in ctx.nodes if n.network.infiniband]
+    if not nodes:
+        return skip("no InfiniBand/RoCE device on any node")
+    down, rates = [], {}
+    for n in nodes:
+        for p in n.network.infiniband:
+            if (p.link_layer or "").lower() == "ethernet" and (p.state or "").upper() != "ACTIVE":
+                continue  # an unused second port of an Ethernet NIC
+            if (p.state or "").upper() != "ACTIVE":
+                down.append(f"{n.node} {p.device}/{p.port} {p.state}")
+            elif p.rate:
+                rates.setdefault(f"{p.device}/{p.port}", {})[n.node] = p.rate
+    if down:
+        return fail("; ".join(down), "every InfiniBand port ACTIVE",
+                    "check the cable and switch port (`ibstat`, `ibportstate`), or exclude the device with NCCL_IB_HCA",
+                    nodes=sorted({d.split()[0] for d in down}))
+    odd, slower = [], set()
+    for port, by_node in rates.items():  # the same device and port compared across nodes
+        if len(set(by_node.values())) > 1:
+            common = max(set(by_node.values()), key=list(by_node.values()).count)
+            for node, rate in by_node.items():
+                if rate != common:
+                    odd.append(f"{node} {port}: {rate} (others {common})")
+                    slower.add(node)
+    if odd:
+        return warn("; ".join(odd), "each port at the same rate on every node",
+                    "reseat or replace the cable/transceiver of those ports", nodes=sorted(slower))
+    count = sum(len(v) for v in rates.values())
+    return passed(f"{count} port(s) ACTIVE, each at the same rate on every node")

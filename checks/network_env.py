@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from preflight.findings import Outcome, fail, passed, skip, warn
-from preflight.net.ifname import gloo_names, nccl_matches
+from preflight.net.ifname import gloo_names, nccl_matches, parse_nccl_ifname
 from preflight.registry import CheckContext, check
 
 GROUP = "Network environment"
@@ -145,3 +145,37 @@ def nccl_env_contradictions(ctx: CheckContext) -> Outcome:
             "; ".join(f for _, f in problems) + " (unless you are debugging on purpose)",
         )
     return passed("no NCCL variable disables an available transport")
+
+
+@check("net.nccl_ib_hca", group=GROUP, title="NCCL_IB_HCA names existing devices")
+def nccl_ib_hca(ctx: CheckContext) -> Outcome:
+    """NCCL_IB_HCA (prefixes, ``^`` to exclude, ``=`` exact, ``:port`` suffixes) that matches no
+    RDMA device makes NCCL fall back to TCP sockets silently; one that names a missing device is
+    usually a copy from another cluster. With InfiniBand present and GPUDirect RDMA expected, the
+    ``nvidia_peermem`` module must be loaded (else NCCL stages through host memory)."""
+    net = ctx.facts.network
+    value = net.env.get("NCCL_IB_HCA")
+    devices = sorted({p.device for p in net.infiniband})
+    if not devices:
+        return skip("no InfiniBand/RoCE device on this node")
+    problems = []
+    if value:
+        spec = parse_nccl_ifname(value)  # same grammar as NCCL_SOCKET_IFNAME, plus ":port" suffixes
+        names = [n.split(":")[0] for n in spec.names]
+        prefix = ("^" if spec.exclude else "") + ("=" if spec.exact else "")
+        if not nccl_matches(prefix + ",".join(names), devices):
+            problems.append(f"NCCL_IB_HCA={value} matches none of {', '.join(devices)}")
+        elif not spec.exclude:
+            missing = [n for n in names if not nccl_matches(("=" if spec.exact else "") + n, devices)]
+            if missing:
+                problems.append(f"NCCL_IB_HCA names {', '.join(missing)}, not present here ({', '.join(devices)})")
+    gpus = bool(ctx.facts.gpu.devices)
+    active = any((p.state or "").upper() == "ACTIVE" and (p.link_layer or "").lower() != "ethernet" for p in net.infiniband)
+    peermem = ctx.facts.system.kernel_modules.get("nvidia_peermem") or ctx.facts.system.kernel_modules.get("nv_peer_mem")
+    if gpus and active and not peermem:
+        problems.append("nvidia_peermem is not loaded: GPUDirect RDMA is off")
+    if problems:
+        return warn("; ".join(problems), "NCCL_IB_HCA matching this node's devices; nvidia_peermem loaded",
+                    "fix NCCL_IB_HCA (`ibv_devices` lists the devices); `sudo modprobe nvidia_peermem`",
+                    devices=devices)
+    return passed(f"{len(devices)} RDMA device(s)" + (f", NCCL_IB_HCA={value}" if value else ""), devices=devices)

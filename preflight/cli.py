@@ -229,6 +229,10 @@ def _cluster(args: argparse.Namespace) -> int:
             parallel=max(1, args.parallel),
         )
     path_options = None
+    if sweep_options is not None and args.master_addr:
+        from dataclasses import replace
+
+        sweep_options = replace(sweep_options, resolve_also=(args.master_addr,))
     if sweep_options is not None and not args.no_network_tests:
         from preflight.net.paths import PathOptions
 

@@ -194,3 +194,20 @@ def test_p2p_disabled_on_nvlink_node_and_ib_disabled_with_active_ports_warn():
     ib = judge(fixture_facts("h100_sxm_8x", _env(NCCL_IB_DISABLE="1")))["net.nccl_env_contradictions"]
     assert ib.status == Status.WARN and "RDMA" in ib.observed
     assert judge(fixture_facts("t4_cloud_vm", _env(NCCL_P2P_DISABLE="1")))["net.nccl_env_contradictions"].status == Status.PASS
+
+
+def test_nccl_ib_hca_and_peermem():
+    from preflight.findings import Status as S
+
+    assert judge(fixture_facts("h100_sxm_8x"))["net.nccl_ib_hca"].status == S.PASS
+    typo = judge(fixture_facts("h100_sxm_8x", _env(NCCL_IB_HCA="mlx5_0,mlx5_99")))["net.nccl_ib_hca"]
+    assert typo.status == S.WARN and "mlx5_99" in typo.observed
+    none = judge(fixture_facts("h100_sxm_8x", _env(NCCL_IB_HCA="=mlx4_0")))["net.nccl_ib_hca"]
+    assert "matches none" in none.observed
+
+    def no_peermem(data):
+        data["system"]["kernel_modules"]["nvidia_peermem"] = False
+
+    finding = judge(fixture_facts("h100_sxm_8x", no_peermem))["net.nccl_ib_hca"]
+    assert finding.status == S.WARN and "modprobe nvidia_peermem" in finding.remediation
+    assert judge(fixture_facts("t4_cloud_vm"))["net.nccl_ib_hca"].status == S.SKIP

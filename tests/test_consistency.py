@@ -172,3 +172,21 @@ def test_replay_empty_folder_is_an_input_error(run_cli, tmp_path, monkeypatch):
     empty.mkdir()
     code, out, err = run_cli("replay", str(empty))
     assert code == 2 and "no facts files" in err and len(err.strip().splitlines()) == 1
+
+
+def test_infiniband_port_down_or_slower_on_one_node():
+    def port_down(data):
+        ib = next(p for p in data["network"]["infiniband"] if (p["link_layer"] or "").lower() == "infiniband")
+        ib["state"] = "DOWN"
+
+    findings = _cluster(*_healthy(2), _node("gpu03", edit=port_down))
+    assert findings["net.infiniband_fabric"].status == Status.FAIL
+    assert findings["net.infiniband_fabric"].observed.startswith("gpu03 ")
+
+    def slow(data):
+        for p in data["network"]["infiniband"]:
+            if (p["link_layer"] or "").lower() == "infiniband":
+                p["rate"] = "200 Gb/sec (4X HDR)"
+
+    finding = _cluster(*_healthy(2), _node("gpu03", edit=slow))["net.infiniband_fabric"]
+    assert finding.status == Status.WARN and "gpu03 mlx5_0/1: 200 Gb/sec" in finding.observed

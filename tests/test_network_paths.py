@@ -95,3 +95,39 @@ def test_nccl_socket_ifname_missing_on_one_node(paths):
 def test_no_network_tests_flag_skips_them(paths):
     _, findings, _ = paths("--no-network-tests")
     assert findings["net.nccl_ports"]["status"] == "skip"
+
+
+def test_own_name_resolving_to_127_0_1_1_on_one_node(lab, paths):
+    hosts_file = f"/etc/netns/{lab.host('host2').namespace}/hosts"
+    original = open(hosts_file).read()
+    with open(hosts_file, "w") as handle:  # in place: the bind mount inside the namespace sees it
+        handle.write("127.0.1.1 host2\n" + original.replace("10.77.0.2 host2\n", ""))
+    try:
+        _, findings, _ = paths()
+    finally:
+        with open(hosts_file, "w") as handle:
+            handle.write(original)
+    finding = findings["consistency.name_resolution"]
+    assert finding["status"] == "fail" and "host2 resolves to 127.0.1.1 on host2" in finding["observed"]
+
+
+def test_master_addr_must_be_the_master_on_every_node(lab, paths):
+    _, findings, _ = paths("--master-addr", "host1")
+    assert findings["net.master_addr_consistent"]["status"] == "pass"
+    _, findings, _ = paths("--master-addr", "10.77.0.2")  # host2's address while host1 is first: the master is host2
+    assert findings["net.master_addr_consistent"]["status"] == "pass"
+    assert "host2" in findings["net.master_addr_consistent"]["observed"]
+
+
+def test_a_link_set_down_is_reported_and_the_others_still_tested(lab, paths):
+    ns = lab.host("host3").namespace
+    subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        start = time.monotonic()
+        code, findings, _ = paths()
+        elapsed = time.monotonic() - start
+    finally:
+        subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+    assert code == 1 and elapsed < 20
+    assert findings["net.master_port_reachable"]["status"] == "pass"  # host2 still reaches host1
+    assert findings["net.nccl_ports"]["status"] == "pass"  # the ring of the two nodes left

@@ -36,6 +36,7 @@ class SweepOptions:
     command_timeout: float = 60.0
     parallel: int = 64
     keep_connections: bool = False  # later steps (network tests, benchmarks) reuse them
+    resolve_also: tuple[str, ...] = ()  # more names every node looks up (the rendezvous address)
 
 
 @dataclass(frozen=True)
@@ -261,9 +262,10 @@ def sweep(
     options: SweepOptions,
     on_done: Callable[[NodeResult], None] = lambda r: None,
 ) -> list[NodeResult]:
-    """Sweep every host in parallel; results in hosts-file order. Connections stay open:
-    close them with ``close_all`` when the run is over."""
-    names = sorted({h.name for h in hosts if not _is_address(h.name)})  # an address needs no lookup
+    """Sweep every host in parallel; results in hosts-file order. With ``keep_connections``
+    the connections stay open for later steps: close them with ``close_all``."""
+    wanted = [h.name for h in hosts] + list(options.resolve_also)
+    names = sorted({n for n in wanted if not _is_address(n)})  # an address needs no lookup
     shipment = _Shipment(remote_probe.remote_command(options.interpreter), remote_probe.payload(names))
     cancel = threading.Event()
     results: dict[int, NodeResult] = {}
