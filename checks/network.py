@@ -104,7 +104,8 @@ def nccl_ports(ctx: ClusterContext) -> Outcome:
     return passed(f"{len(paths)} node-to-node path(s) open on ephemeral ports")
 
 
-@check("net.nccl_interfaces", group=GROUP, title="NCCL advertises a usable interface on every node", scope="cluster")
+@check("net.nccl_interfaces", group=GROUP, title="NCCL and gloo use a routable interface on every node",
+       scope="cluster")
 def nccl_interfaces(ctx: ClusterContext) -> Outcome:
     """The interface and address NCCL would advertise on each node (its own selection rules):
     none, or loopback in a multi-node job, cannot work; different interface names or MTUs across
@@ -121,6 +122,15 @@ def nccl_interfaces(ctx: ClusterContext) -> Outcome:
         return fail("; ".join(what), "a routable interface on every node",
                     "set NCCL_SOCKET_IFNAME to the interface of the cluster network on every node",
                     advertised=chosen, nodes=missing + loop)
+    chosen = {n: c + (f", gloo {tests.gloo[n]}" if n in tests.gloo else "") for n, c in chosen.items()}
+    loop_gloo = [n for n, a in tests.gloo.items() if a.startswith("127.") or a == "::1"]
+    if loop_gloo:
+        return fail(
+            "; ".join(f"{n}: gloo would use {tests.gloo[n]}" for n in loop_gloo),
+            "gloo on a routable address on every node",
+            "set GLOO_SOCKET_IFNAME to the cluster interface, or fix the hostname's /etc/hosts entry",
+            advertised=chosen, nodes=loop_gloo,
+        )
     interfaces = {n: iface for n, (iface, _) in tests.advertised.items()}
     mtus = {}
     for node in ctx.nodes:

@@ -131,3 +131,20 @@ def test_a_link_set_down_is_reported_and_the_others_still_tested(lab, paths):
     assert code == 1 and elapsed < 20
     assert findings["net.master_port_reachable"]["status"] == "pass"  # host2 still reaches host1
     assert findings["net.nccl_ports"]["status"] == "pass"  # the ring of the two nodes left
+
+
+def test_master_name_resolving_to_loopback_on_the_master(lab, paths):
+    hosts_file = f"/etc/netns/{lab.host('host1').namespace}/hosts"
+    original = open(hosts_file).read()
+    with open(hosts_file, "w") as handle:
+        handle.write("127.0.1.1 host1\n" + original.replace("10.77.0.1 host1\n", ""))
+    try:
+        code, findings, _ = paths("--master-addr", "host1")
+    finally:
+        with open(hosts_file, "w") as handle:
+            handle.write(original)
+    assert code == 1
+    consistent = findings["net.master_addr_consistent"]
+    assert consistent["status"] == "fail" and "host1: 127.0.1.1" in consistent["observed"]
+    reach = findings["net.master_port_reachable"]
+    assert reach["status"] == "fail" and "refused" in reach["observed"]  # the listener sits on loopback

@@ -95,3 +95,14 @@ def nccl_interface(interfaces: list, env: dict[str, str]) -> tuple[str, str] | N
     pick = next(i for i in usable if i.name == chosen[0])
     address = _first_address(pick.addresses)
     return (pick.name, address) if address else None
+
+
+def gloo_address(interfaces: list, env: dict[str, str], hostname_addresses: list[str]) -> str | None:
+    """The address gloo (torch's CPU backend, also the rendezvous side of many launchers) binds:
+    the first named interface of ``GLOO_SOCKET_IFNAME``, else what the hostname resolves to."""
+    value = env.get("GLOO_SOCKET_IFNAME")
+    if value:
+        wanted = gloo_names(value)
+        match = next((i for i in interfaces if wanted and i.name == wanted[0] and i.up), None)
+        return _first_address(match.addresses) if match is not None else None
+    return _first_address(hostname_addresses)

@@ -23,7 +23,7 @@ import paramiko
 from preflight.cluster.connect import Connection
 from preflight.facts import NodeFacts
 from preflight.net.agent import agent_command
-from preflight.net.ifname import nccl_interface
+from preflight.net.ifname import gloo_address, nccl_interface
 from preflight.net.results import NetworkTests, PathResult
 
 
@@ -109,6 +109,9 @@ def run_network_tests(
         chosen = nccl_interface(facts.network.interfaces, facts.network.env)
         if chosen:
             tests.advertised[name] = [chosen[0], chosen[1]]
+        gloo = gloo_address(facts.network.interfaces, facts.network.env, facts.identity.addresses)
+        if gloo:
+            tests.gloo[name] = gloo
     listeners: dict[str, paramiko.Channel] = {}
     try:
         on_step("bind")
@@ -122,7 +125,9 @@ def run_network_tests(
         on_step("listen")
         wanted = {}
         if tests.port_free:
-            wanted[(master, "rendezvous")] = {"mode": "listen", "address": "0.0.0.0", "port": options.master_port,
+            # on MASTER_ADDR as the master resolves it: a master whose own name resolves to
+            # 127.0.1.1 listens on loopback, and the other nodes' connects show it
+            wanted[(master, "rendezvous")] = {"mode": "listen", "address": master_addr, "port": options.master_port,
                                              "seconds": options.step_timeout * 4}
         for name, (_, address) in tests.advertised.items():
             wanted[(name, "nccl")] = {"mode": "listen", "address": address, "port": 0, "seconds": options.step_timeout * 4}

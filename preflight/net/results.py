@@ -25,7 +25,8 @@ class NetworkTests:
     master_port: int
     port_free: bool | None = None
     port_message: str | None = None
-    advertised: dict[str, list[str]] = field(default_factory=dict)  # node -> [interface, address]
+    advertised: dict[str, list[str]] = field(default_factory=dict)  # node -> [interface, address] (NCCL)
+    gloo: dict[str, str] = field(default_factory=dict)  # node -> the address gloo would use
     port_ranges: dict[str, str] = field(default_factory=dict)  # node -> ip_local_port_range
     paths: list[PathResult] = field(default_factory=list)
     hung: list[str] = field(default_factory=list)  # "step on node"
