@@ -68,7 +68,7 @@ def measure(argv: list[str], sshds: list[int], env: dict[str, str], stdin: str =
 
 def run_preflight(n: int, work: Path, parallel: int, sshds: list[int], env: dict[str, str]) -> Sample:
     argv = [str(PREFLIGHT), "cluster", str(work / f"hosts{n}.txt"), "--ssh-config", str(work / "ssh_config"),
-            "--json", "--parallel", str(parallel)]  # fmt: skip
+            "--json", "--parallel", str(parallel), "--no-network-tests"]  # fmt: skip  (the sweep alone)
     sample, out, err, rc = measure(argv, sshds, env)
     try:
         doc = json.loads(out)

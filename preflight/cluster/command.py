@@ -185,7 +185,7 @@ def render(
     if as_json:
         from preflight.report.json_report import cluster_document, render_json
 
-        print(render_json(cluster_document(command, entries, per_node, cluster, code)))
+        print(render_json(cluster_document(command, entries, per_node, cluster, code, network)))
     else:
         from preflight.report.cluster_terminal import render_cluster_terminal
 

@@ -39,8 +39,12 @@ def cluster_document(
     per_node: dict[str, list[Finding]],
     cluster: list[Finding],
     exit_code: int,
+    network: Any = None,
 ) -> dict[str, Any]:
-    """``nodes: [{host, reached, facts, findings}]``, the cross-node findings and the verdict."""
+    """``nodes: [{host, reached, facts, findings}]``, the cross-node findings, the network path
+    tests (when they ran) and the verdict."""
+    import dataclasses
+
     from preflight.facts import facts_to_json
 
     everything = [f for findings in per_node.values() for f in findings] + cluster
@@ -58,6 +62,7 @@ def cluster_document(
             for e in entries
         ],
         "cluster_findings": [f.to_json() for f in cluster],
+        "network_tests": dataclasses.asdict(network) if network is not None else None,
         "verdict": {
             "status": worst(everything).label,
             "exit_code": exit_code,
