@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--master-addr", metavar="ADDR", help="rendezvous address (default: MASTER_ADDR, else the first host)")
     cluster.add_argument("--master-port", type=_port, metavar="PORT", help="rendezvous port (default: MASTER_PORT or 29500)")
     cluster.add_argument("--rdzv", action="store_true", help="torchrun c10d rendezvous: default port 29400")
+    cluster.add_argument("--launcher-config", type=Path, metavar="PATH",
+                         help="Accelerate config naming main_process_ip / main_process_port")
     cluster.add_argument("--all-pairs", action="store_true", help="test NCCL ports between every pair, not a ring")
     cluster.add_argument("--no-network-tests", action="store_true", help="skip the cross-node path tests")
     _add_judging_options(cluster)
@@ -229,18 +231,24 @@ def _cluster(args: argparse.Namespace) -> int:
             parallel=max(1, args.parallel),
         )
     path_options = None
-    if sweep_options is not None and args.master_addr:
+    master_addr, master_port = args.master_addr, args.master_port
+    if args.launcher_config is not None:
+        from preflight.net.launcher_config import rendezvous_from_config
+
+        config_addr, config_port = rendezvous_from_config(args.launcher_config)
+        master_addr, master_port = master_addr or config_addr, master_port or config_port
+    if sweep_options is not None and master_addr:
         from dataclasses import replace
 
-        sweep_options = replace(sweep_options, resolve_also=(args.master_addr,))
+        sweep_options = replace(sweep_options, resolve_also=(master_addr,))
     if sweep_options is not None and not args.no_network_tests:
         from preflight.net.paths import PathOptions
 
         default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
         path_options = PathOptions(
             python=args.python,
-            master_addr=args.master_addr,
-            master_port=args.master_port or default_port,
+            master_addr=master_addr,
+            master_port=master_port or default_port,
             all_pairs=args.all_pairs,
             step_timeout=max(5.0, args.connect_timeout),
             connect_timeout=min(3.0, args.connect_timeout),

@@ -148,3 +148,31 @@ def test_master_name_resolving_to_loopback_on_the_master(lab, paths):
     assert consistent["status"] == "fail" and "host1: 127.0.1.1" in consistent["observed"]
     reach = findings["net.master_port_reachable"]
     assert reach["status"] == "fail" and "refused" in reach["observed"]  # the listener sits on loopback
+
+
+def test_rendezvous_from_an_accelerate_config(lab, paths, tmp_path):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(  # as `accelerate config` writes it
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmachine_rank: 0\n"
+        "main_process_ip: 10.77.0.2\nmain_process_port: 29503\nmain_training_function: main\n"
+        "num_machines: 3\nnum_processes: 3\n"
+    )
+    _, findings, _ = paths("--launcher-config", str(config))
+    reach = findings["net.master_port_reachable"]
+    assert reach["status"] == "pass" and "10.77.0.2:29503" in reach["observed"]
+
+
+def test_launcher_config_errors(run_cli, tmp_path):
+    from preflight.errors import InputError
+    from preflight.net.launcher_config import rendezvous_from_config
+
+    bad = tmp_path / "a.yaml"
+    bad.write_text("main_process_port: ninety\n")
+    with pytest.raises(InputError, match="not a port"):
+        rendezvous_from_config(bad)
+    empty = tmp_path / "b.yaml"
+    empty.write_text("num_machines: 2\n")
+    with pytest.raises(InputError, match="names neither"):
+        rendezvous_from_config(empty)
+    with pytest.raises(InputError, match="not found"):
+        rendezvous_from_config(tmp_path / "missing.yaml")
