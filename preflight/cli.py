@@ -15,6 +15,7 @@ from preflight import __version__
 from preflight.errors import InputError
 
 EXIT_USAGE = 2
+CHECKS_FOR_COMPAT = ("driver.torch_cuda", "packages.torch_cuda_build", "versions.*")
 EXIT_INTERNAL = 3
 
 
@@ -142,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.add_argument("--config", type=Path, metavar="PATH", help="settings file ([tool.preflight.target] lives there)")
     reqs.add_argument("--matrix", type=Path, metavar="DIR", help="compatibility data folder")
 
+    logs = sub.add_parser("logs", help="diagnose a run from its logs: divergence, over- and under-fitting, schedule")
+    logs.add_argument("path", type=Path, help="trainer_state.json, trainer_log.jsonl, CSV/JSONL, TensorBoard, or a run folder")
+    logs.add_argument("--config", type=Path, metavar="PATH", help="the training config (JSON or YAML) to compare with")
+    logs.add_argument("--follow", action="store_true", help="re-read as the file grows (Ctrl-C to stop)")
+    logs.add_argument("--interval", type=_seconds, default=5.0, metavar="S", help="--follow poll interval (default 5)")
+    logs.add_argument("--plot", type=Path, metavar="PNG", help="also write the chart as a PNG (needs matplotlib)")
+    logs.add_argument("--json", action="store_true", help="print one JSON document (one per line with --follow)")
+    logs.add_argument("--strict", action="store_true", default=None, help="warnings fail (exit 1)")
+
     checks = sub.add_parser("checks", help="list every check id, its group, thresholds and what it catches")
     checks.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -207,106 +217,6 @@ def _collect_local(args: argparse.Namespace):  # noqa: ANN202
     return facts
 
 
-def _cluster(args: argparse.Namespace) -> int:
-    from preflight.cluster.command import ClusterRequest, run_cluster
-
-    sel = _selection(args)  # settings errors surface before any connection is made
-    if args.hosts is not None and args.slurm:
-        raise InputError("give a hosts file or --slurm, not both")
-    sweep_options = None
-    if args.hosts is not None or args.slurm:
-        from preflight.cluster.connect import ConnectOptions
-        from preflight.cluster.remote_probe import Interpreter
-        from preflight.cluster.ssh_config import Overrides
-        from preflight.cluster.sweep import SweepOptions
-
-        sweep_options = SweepOptions(
-            connect=ConnectOptions(
-                connect_timeout=args.connect_timeout,
-                accept_new_host_keys=args.accept_new_host_keys,
-                overrides=Overrides(args.user, args.port, tuple(args.identity)),
-            ),
-            interpreter=Interpreter(args.python, args.env, args.conda),
-            command_timeout=args.command_timeout,
-            parallel=max(1, args.parallel),
-        )
-    path_options = None
-    master_addr, master_port = args.master_addr, args.master_port
-    if args.launcher_config is not None:
-        from preflight.net.launcher_config import rendezvous_from_config
-
-        config_addr, config_port = rendezvous_from_config(args.launcher_config)
-        master_addr, master_port = master_addr or config_addr, master_port or config_port
-    if sweep_options is not None and master_addr:
-        from dataclasses import replace
-
-        sweep_options = replace(sweep_options, resolve_also=(master_addr,))
-    if sweep_options is not None and not args.no_network_tests:
-        from preflight.net.paths import PathOptions
-
-        default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
-        path_options = PathOptions(
-            python=args.python,
-            master_addr=master_addr,
-            master_port=master_port or default_port,
-            all_pairs=args.all_pairs,
-            step_timeout=max(5.0, args.connect_timeout),
-            connect_timeout=min(3.0, args.connect_timeout),
-        )
-    request = ClusterRequest(
-        hosts_file=args.hosts,
-        hosts_format=args.hosts_format,
-        slurm=args.slurm,
-        ssh_config=args.ssh_config,
-        sweep_options=sweep_options,
-        save_facts=args.save_facts,
-        as_json=args.json,
-        path_options=path_options,
-    )
-    return run_cluster(request, sel)
-
-
-def _compat(args: argparse.Namespace) -> int:
-    from preflight.findings import exit_code
-    from preflight.registry import run_checks
-    from preflight.whatif import CHECKS, WhatIf, hypothetical_facts, parse_package
-
-    sel = _selection(args, only=CHECKS)
-    matrix = sel.options.matrix
-    assert matrix is not None
-    what = WhatIf(
-        gpu=args.gpu,
-        gpus=max(1, args.gpus),
-        driver=args.driver,
-        torch=args.torch,
-        python=args.python,
-        nvcc=args.nvcc,
-        packages=dict(parse_package(p) for p in args.pkg),
-    )
-    facts = hypothetical_facts(matrix, what)
-    findings = run_checks(facts, sel.specs, sel.thresholds, sel.options)
-    code = exit_code(findings, strict=sel.strict)
-    cc = facts.gpu.devices[0].compute_capability if facts.gpu.devices else None
-    wheels = matrix.working_wheels(cc, args.driver) if (args.gpu or args.driver) else []
-    if args.json:
-        import json
-
-        from preflight.report.json_report import report_document
-
-        document = report_document("compat", facts, findings, code)
-        document["suggested_wheels"] = [w.__dict__ for w in wheels]
-        print(json.dumps(document, indent=2))
-        return code
-    from preflight.report.console import make_console
-    from preflight.report.terminal import render_terminal, wheels_table
-
-    console = make_console()
-    render_terminal(console, "compat", facts, findings, code, strict=sel.strict)
-    if wheels:
-        console.print(wheels_table(wheels[:12], cc, args.driver))
-    return code
-
-
 def _list_checks(as_json: bool) -> int:
     from preflight.registry import load_checks
 
@@ -352,9 +262,18 @@ def run(argv: list[str] | None = None) -> int:
 
         return _judge(args, lambda: load_facts(args.facts))
     if args.command == "cluster":
-        return _cluster(args)
+        from preflight.cluster.command import request_from_args, run_cluster
+
+        sel = _selection(args)  # settings errors surface before any connection is made
+        return run_cluster(request_from_args(args), sel)
     if args.command == "compat":
-        return _compat(args)
+        from preflight.whatif import run_compat
+
+        return run_compat(args, _selection(args, only=CHECKS_FOR_COMPAT))
+    if args.command == "logs":
+        from preflight.logs.command import run_logs
+
+        return run_logs(args)
     if args.command == "requirements":
         from preflight.requirements.command import run_requirements
 

@@ -7,6 +7,7 @@ lists the official torch wheels that would work on a given GPU and driver.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field, fields
 
@@ -28,8 +29,8 @@ from preflight.facts import (
     SystemInfo,
 )
 from preflight.probe.python_env import normalize
+from preflight.settings import Selection
 
-CHECKS = ("driver.torch_cuda", "packages.torch_cuda_build", "versions.*")
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,43 @@ def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
         python=PythonEnv("python", python, "cpython", None, None, packages, torch_cuda, None, unavailable, w.nvcc),
         network=NetworkEnv([], None, [], {}),
     )
+
+
+def run_compat(args: argparse.Namespace, sel: Selection) -> int:
+    """`preflight compat`: judge the hypothetical node, then list the wheels that would work."""
+    from preflight.findings import exit_code
+    from preflight.registry import run_checks
+
+    matrix = sel.options.matrix
+    assert matrix is not None
+    what = WhatIf(
+        gpu=args.gpu,
+        gpus=max(1, args.gpus),
+        driver=args.driver,
+        torch=args.torch,
+        python=args.python,
+        nvcc=args.nvcc,
+        packages=dict(parse_package(p) for p in args.pkg),
+    )
+    facts = hypothetical_facts(matrix, what)
+    findings = run_checks(facts, sel.specs, sel.thresholds, sel.options)
+    code = exit_code(findings, strict=sel.strict)
+    cc = facts.gpu.devices[0].compute_capability if facts.gpu.devices else None
+    wheels = matrix.working_wheels(cc, args.driver) if (args.gpu or args.driver) else []
+    if args.json:
+        import json
+
+        from preflight.report.json_report import report_document
+
+        document = report_document("compat", facts, findings, code)
+        document["suggested_wheels"] = [w.__dict__ for w in wheels]
+        print(json.dumps(document, indent=2))
+        return code
+    from preflight.report.console import make_console
+    from preflight.report.terminal import render_terminal, wheels_table
+
+    console = make_console()
+    render_terminal(console, "compat", facts, findings, code, strict=sel.strict)
+    if wheels:
+        console.print(wheels_table(wheels[:12], cc, args.driver))
+    return code

@@ -3,19 +3,20 @@ per node and across nodes, render, and return the exit code."""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from preflight.report.console import make_console
-
 from preflight.cluster.judge import NodeEntry, judge_cluster
 from preflight.errors import InputError
 from preflight.facts import NodeFacts, load_facts, parse_facts, save_facts
 from preflight.findings import exit_code
+from preflight.report.console import make_console
 from preflight.settings import Selection
 
 
@@ -204,3 +205,60 @@ def run_cluster(request: ClusterRequest, sel: Selection) -> int:
     if request.save_facts is not None:
         _save(entries, request.save_facts, network)
     return render("cluster", entries, sel, as_json=request.as_json, console=console, network=network)
+
+
+def request_from_args(args: argparse.Namespace) -> ClusterRequest:
+    """The cluster run the command line asks for (SSH, probe, network-test options)."""
+    if args.hosts is not None and args.slurm:
+        raise InputError("give a hosts file or --slurm, not both")
+    sweep_options = None
+    if args.hosts is not None or args.slurm:
+        from preflight.cluster.connect import ConnectOptions
+        from preflight.cluster.remote_probe import Interpreter
+        from preflight.cluster.ssh_config import Overrides
+        from preflight.cluster.sweep import SweepOptions
+
+        sweep_options = SweepOptions(
+            connect=ConnectOptions(
+                connect_timeout=args.connect_timeout,
+                accept_new_host_keys=args.accept_new_host_keys,
+                overrides=Overrides(args.user, args.port, tuple(args.identity)),
+            ),
+            interpreter=Interpreter(args.python, args.env, args.conda),
+            command_timeout=args.command_timeout,
+            parallel=max(1, args.parallel),
+        )
+    path_options = None
+    master_addr, master_port = args.master_addr, args.master_port
+    if args.launcher_config is not None:
+        from preflight.net.launcher_config import rendezvous_from_config
+
+        config_addr, config_port = rendezvous_from_config(args.launcher_config)
+        master_addr, master_port = master_addr or config_addr, master_port or config_port
+    if sweep_options is not None and master_addr:
+        from dataclasses import replace
+
+        sweep_options = replace(sweep_options, resolve_also=(master_addr,))
+    if sweep_options is not None and not args.no_network_tests:
+        from preflight.net.paths import PathOptions
+
+        default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
+        path_options = PathOptions(
+            python=args.python,
+            master_addr=master_addr,
+            master_port=master_port or default_port,
+            all_pairs=args.all_pairs,
+            step_timeout=max(5.0, args.connect_timeout),
+            connect_timeout=min(3.0, args.connect_timeout),
+        )
+    request = ClusterRequest(
+        hosts_file=args.hosts,
+        hosts_format=args.hosts_format,
+        slurm=args.slurm,
+        ssh_config=args.ssh_config,
+        sweep_options=sweep_options,
+        save_facts=args.save_facts,
+        as_json=args.json,
+        path_options=path_options,
+    )
+    return request

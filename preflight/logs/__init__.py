@@ -1,0 +1,1 @@
+"""`preflight logs`: read the logs trainers write and diagnose the run."""

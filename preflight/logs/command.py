@@ -1,0 +1,164 @@
+"""`preflight logs PATH`: read a run's logs, diagnose, chart, report; `--follow` beside a live job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+from preflight.errors import InputError
+from preflight.findings import Finding, Status, exit_code, worst
+
+GROUP = "Training logs"
+CONFIG_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "num_train_epochs", "max_steps")
+_YAML_SCALAR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*(#.*)?$")
+
+
+def read_training_config(path: Path) -> dict[str, object]:
+    """The schedule settings of a training config: HF ``training_args.json``/TrainingArguments JSON,
+    or a YAML config (LLaMA-Factory, Axolotl) read for its top-level scalars only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("training config not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", source=str(path)) from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg}", source=str(path), line=exc.lineno) from None
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object of training arguments", source=str(path))
+        raw = {k: data[k] for k in CONFIG_KEYS if data.get(k) is not None}
+    else:
+        raw = {}
+        for line in text.splitlines():
+            match = _YAML_SCALAR.match(line)
+            if match and match.group(1) in CONFIG_KEYS and match.group(2):
+                raw[match.group(1)] = match.group(2).strip("'\"")
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if key == "lr_scheduler_type":
+            out[key] = str(value)
+            continue
+        try:
+            out[key] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputError(f"{key} must be a number, got {value!r}", source=str(path)) from None
+    return out
+
+
+def _findings(source: str, diagnoses: list) -> list[Finding]:
+    return [
+        Finding(d.id, d.outcome.status, source, d.title, GROUP, d.outcome.observed, d.outcome.expected,
+                d.outcome.remediation, dict(d.outcome.evidence))
+        for d in diagnoses
+    ]
+
+
+def _analyse(path: Path, configured: dict[str, object] | None):  # noqa: ANN202
+    from preflight.logs.diagnose import diagnose
+    from preflight.logs.readers import read_log
+
+    log = read_log(path)
+    diagnoses = diagnose(log, configured=configured)
+    return log, diagnoses, _findings(log.source, diagnoses)
+
+
+def _summary(log) -> dict[str, object]:  # noqa: ANN001
+    return {
+        name: {"points": len(s.steps), "first_step": s.steps[0] if s.steps else None,
+               "last_step": s.steps[-1] if s.steps else None, "unit": s.unit}
+        for name, s in log.series.items()
+    }
+
+
+def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:  # noqa: ANN001
+    from rich.table import Table
+    from rich.text import Text
+
+    from preflight.logs.chart import render_chart
+    from preflight.report.terminal import STYLES, verdict_line
+
+    points = max((len(s.steps) for s in log.series.values()), default=0)
+    console.print(Text(f"preflight logs: {log.source}", style="bold"),
+                  Text(f" ({log.format}, {points} points)"))
+    marks = sorted({s for d in diagnoses if d.outcome.status >= Status.WARN for s in d.steps})
+    console.print(render_chart(log.series, marks, width=max(30, min(100, console.width - 14))))
+    table = Table(title=GROUP, title_justify="left", title_style="bold", expand=True, show_lines=True)
+    table.add_column("status", width=6, no_wrap=True)
+    table.add_column("check", style="cyan", no_wrap=True)
+    table.add_column("observed · expected · fix", ratio=1)
+    for f in sorted(findings, key=lambda f: -f.status):
+        details = Text(f.observed)
+        if f.status >= Status.WARN:
+            if f.expected:
+                details.append(f"\nexpected: {f.expected}", style="dim")
+            if f.remediation:
+                details.append("\nfix: ", style="bold")
+                details.append(f.remediation)
+        table.add_row(Text(f.status.label, style=STYLES[f.status]), f.id, details)
+    console.print(table)
+    console.print(verdict_line(findings, code, strict))
+
+
+def _plot(path: Path, log, marks: list[int]) -> None:  # noqa: ANN001
+    try:
+        import matplotlib  # noqa: PLC0415 - optional
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise InputError("--plot needs matplotlib (`pip install matplotlib`)", source=str(path)) from None
+    fig, (loss_ax, lr_ax) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(3, 1))
+    for name, style in (("train_loss", "-"), ("eval_loss", "o-")):
+        if name in log.series:
+            loss_ax.plot(log.series[name].steps, log.series[name].values, style, label=name, markersize=3)
+    for step in marks:
+        loss_ax.axvline(step, color="red", alpha=0.4)
+    loss_ax.set_ylabel("loss")
+    loss_ax.legend()
+    if "learning_rate" in log.series:
+        lr_ax.plot(log.series["learning_rate"].steps, log.series["learning_rate"].values, color="green")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_xlabel("step")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise InputError(f"cannot write the plot: {exc}", source=str(path)) from None
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    from preflight.report.console import make_console
+
+    configured = read_training_config(args.config) if args.config else None
+    strict = bool(args.strict)
+    console = make_console()
+    last_signature = None
+    while True:
+        log, diagnoses, findings = _analyse(args.path, configured)
+        code = exit_code(findings, strict=strict)
+        if args.plot:
+            _plot(args.plot, log, sorted({s for d in diagnoses if d.outcome.status >= Status.WARN for s in d.steps}))
+        signature = [(f.id, f.status, f.observed) for f in findings]
+        if signature != last_signature:
+            if args.json:
+                print(json.dumps({
+                    "schema_version": 1,
+                    "command": "logs",
+                    "source": log.source,
+                    "format": log.format,
+                    "series": _summary(log),
+                    "findings": [f.to_json() for f in findings],
+                    "verdict": {"status": worst(findings).label, "exit_code": code},
+                }, indent=None if args.follow else 2), flush=True)
+            else:
+                _render(console, log, diagnoses, findings, code, strict)
+            last_signature = signature
+        if not args.follow:
+            return code
+        time.sleep(args.interval)
