@@ -195,7 +195,6 @@ def _judge(args: argparse.Namespace, facts_source) -> int:  # noqa: ANN001 - a z
         print(render_json(report_document(args.command, facts, findings, code)))
     else:
         from preflight.report.console import make_console
-
         from preflight.report.terminal import render_terminal
 
         render_terminal(make_console(), args.command, facts, findings, code, strict=sel.strict)
@@ -230,8 +229,9 @@ def _list_checks(as_json: bool) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    from preflight.report.console import make_console
     from rich.table import Table
+
+    from preflight.report.console import make_console
 
     table = Table(title="preflight checks", title_justify="left", expand=True)
     table.add_column("id", no_wrap=True, style="cyan")
@@ -251,9 +251,8 @@ def run(argv: list[str] | None = None) -> int:
         return _judge(args, lambda: _collect_local(args))
     if args.command == "replay":
         if args.facts.is_dir():
-            from preflight.report.console import make_console
-
             from preflight.cluster.command import load_directory, load_network, render
+            from preflight.report.console import make_console
 
             entries = load_directory(args.facts)
             return render("replay", entries, _selection(args), as_json=args.json, console=make_console(),

@@ -8,13 +8,13 @@ DIR`` replaces the shipped data with another folder of the same files.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from packaging.version import InvalidVersion, Version
 
 from preflight.errors import InputError
 from preflight.findings import Status
-
 
 FILES = ("cuda_driver.toml", "torch.toml", "gpus.toml", "packages.toml")
 _CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")

@@ -21,10 +21,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preflight.errors import InputError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the requirements hook reads settings without loading the node checks
     from preflight.compat import Matrix

@@ -32,7 +32,6 @@ from preflight.probe.python_env import normalize
 from preflight.settings import Selection
 
 
-
 @dataclass(frozen=True)
 class WhatIf:
     gpu: str | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import paramiko
 
 from preflight.cluster import remote_probe
-from preflight.cluster.connect import ConnectError, ConnectOptions, Connection, connect
+from preflight.cluster.connect import ConnectError, Connection, ConnectOptions, connect
 from preflight.cluster.hosts import Host
 from preflight.errors import InputError
 from preflight.facts import NodeFacts, SweepInfo, parse_facts

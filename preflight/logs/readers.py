@@ -1,0 +1,643 @@
+"""Read the logs trainers already write into a :class:`RunLog`.
+
+Formats: Hugging Face ``trainer_state.json`` (its ``log_history``), LLaMA-Factory
+``trainer_log.jsonl``, plain JSONL or CSV with a step column (W&B history exports included), and
+TensorBoard event files when the ``tensorboard`` package is installed.
+
+Speed: a log of a million points is read in about the time ``json.load`` takes for the file. The
+points are never turned into per-point Python objects of our own: the columns are pulled out of
+the parsed rows with C-level iterators (``compress``/``map``/``itemgetter``), and a JSONL file
+is parsed by one ``json.loads`` of its lines joined into an array, falling back to a line-by-line
+parse only to name the line that is broken.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import operator
+import re
+from collections.abc import Iterable
+from itertools import compress, islice, repeat
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import InputError
+from preflight.logs.series import CANONICAL, RunLog, Series
+
+# canonical name -> (accepted keys/columns, most wanted first; unit). Matched case-insensitively.
+ALIASES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "train_loss": (("loss", "train/loss", "train_loss", "training_loss", "train/train_loss"), None),
+    "eval_loss": (("eval_loss", "eval/loss", "val_loss", "val/loss", "validation_loss",
+                   "validation/loss", "valid_loss", "valid/loss"), None),
+    "learning_rate": (("learning_rate", "lr", "train/learning_rate", "train/lr"), None),
+    "grad_norm": (("grad_norm", "train/grad_norm", "gradient_norm", "train/gradient_norm"), None),
+    "epoch": (("epoch", "train/epoch"), None),
+}
+# throughput: the first of these present wins; its unit goes with it
+THROUGHPUT: tuple[tuple[str, str], ...] = (
+    ("train_samples_per_second", "samples/s"),
+    ("samples_per_second", "samples/s"),
+    ("train/train_samples_per_second", "samples/s"),
+    ("train/samples_per_second", "samples/s"),
+    ("train_tokens_per_second", "tokens/s"),
+    ("tokens_per_second", "tokens/s"),
+    ("train/tokens_per_second", "tokens/s"),
+    ("train/train_tokens_per_second", "tokens/s"),
+)
+STEP_KEYS = ("step", "global_step", "train/global_step", "iteration", "iter", "_step")
+
+# LLaMA-Factory's LogCallback.on_log (src/llamafactory/train/callbacks.py) writes, per line:
+# current_steps, total_steps, loss, eval_loss, predict_loss, reward, accuracy, lr, epoch,
+# percentage, elapsed_time, remaining_time, and when tokens are counted throughput (tokens/s of
+# input) and total_tokens; None values are dropped. Its eval/predict progress lines carry only
+# current_steps, total_steps, percentage and the times.
+LLAMAFACTORY_COLUMNS = {"train_loss": "loss", "eval_loss": "eval_loss", "learning_rate": "lr",
+                        "epoch": "epoch"}
+_LLAMAFACTORY_RUN_KEYS = {"current_steps", "total_steps", "percentage", "elapsed_time",
+                          "remaining_time", "total_tokens"}
+
+# trainer_state.json top-level keys worth keeping (everything but log_history and callbacks' state)
+_HF_META_SKIP = {"log_history", "stateful_callbacks", "is_local_process_zero",
+                 "is_world_process_zero", "is_hyper_param_search", "trial_name", "trial_params"}
+# a log_history entry with this key is the end-of-training summary (Trainer's speed_metrics
+# "train_runtime", with train_loss averaged over the run), not a point
+_HF_SUMMARY_KEY = "train_runtime"
+# eval entries carry these; they are about the evaluation, not training, so not throughput etc.
+_NOT_METRICS = {"step", "epoch", "total_flos", "num_input_tokens_seen", "eval_runtime",
+                "eval_samples_per_second", "eval_steps_per_second", "train_runtime",
+                "train_steps_per_second"}
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_TB_GLOB = "events.out.tfevents.*"
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def read_log(path: Path) -> RunLog:
+    """Read a training log: a file, or a run's output directory searched for the known files.
+
+    In a directory the first of these is read, and the others found are listed in
+    ``meta["candidates"]``: ``trainer_state.json`` at the top level, the one in the newest
+    ``checkpoint-N`` folder, ``trainer_log.jsonl``, TensorBoard event files (the newest, at any
+    depth, e.g. ``runs/<date>/``), then top-level ``*.jsonl`` / ``*.csv`` with a step column.
+    Raises :class:`InputError` naming the file (and line) for anything unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or directory", source=str(path))
+    if path.is_dir():
+        candidates = _candidates(path)
+        if not candidates:
+            raise InputError(
+                "no training log found here: looked for trainer_state.json (also in checkpoint-N/),"
+                " trainer_log.jsonl, events.out.tfevents.* and *.jsonl/*.csv with a step column",
+                source=str(path))
+        chosen = candidates[0]
+        if _is_tensorboard(chosen) and not _tensorboard_available():
+            # prefer a log we can read over one that needs a package that is not installed
+            chosen = next((c for c in candidates if not _is_tensorboard(c)), chosen)
+        log = _read_file(chosen)
+        log.meta["candidates"] = [str(c) for c in candidates]
+        return log
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> RunLog:
+    name = path.name.lower()
+    if name.startswith("events.out.tfevents"):
+        return _read_tensorboard(path)
+    if name.endswith((".csv", ".tsv")):
+        return _read_csv(path)
+    if name.endswith((".jsonl", ".ndjson")):
+        return _read_jsonl(path)
+    text = _read_text(path)
+    if name.endswith(".json"):
+        return _read_trainer_state(path, text)
+    # unknown extension: decide by content
+    head = text.lstrip()[:1]
+    if head == "{":
+        first_line = text.lstrip().split("\n", 1)[0]
+        if '"log_history"' in text[:4096] or not _parses(first_line):
+            return _read_trainer_state(path, text)
+        return _read_jsonl(path, text)
+    if head == "[":
+        raise InputError("a JSON array is not a log format this reads (trainer_state.json, JSONL,"
+                         " CSV)", source=str(path))
+    return _read_csv(path)
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not a text file (byte {e.start} is not UTF-8)", source=str(path)) from e
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", source=str(path)) from e
+
+
+# --------------------------------------------------------------------------------------------
+# directory search
+
+
+def _candidates(directory: Path) -> list[Path]:
+    found: list[Path] = []
+    top = directory / "trainer_state.json"
+    if top.is_file():
+        found.append(top)
+    checkpoints = []
+    for child in directory.iterdir():
+        m = _CHECKPOINT_RE.match(child.name)
+        if m and (child / "trainer_state.json").is_file():
+            checkpoints.append((int(m.group(1)), child / "trainer_state.json"))
+    found.extend(p for _, p in sorted(checkpoints, reverse=True))
+    lf = directory / "trainer_log.jsonl"
+    if lf.is_file():
+        found.append(lf)
+    events = [p for p in directory.rglob(_TB_GLOB) if p.is_file()]
+    events.sort(key=lambda p: (p.stat().st_mtime, str(p)), reverse=True)
+    found.extend(events)
+    for pattern in ("*.jsonl", "*.ndjson", "*.csv", "*.tsv"):
+        for p in sorted(directory.glob(pattern)):
+            if p != lf and p.is_file() and _has_step_column(p):
+                found.append(p)
+    return found
+
+
+def _has_step_column(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict) and (
+            "current_steps" in row or _pick({_norm(k): k for k in row}, STEP_KEYS) is not None)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    header = next(csv.reader([first], delimiter=delimiter), [])
+    return _pick({_norm(k): k for k in header}, STEP_KEYS) is not None
+
+
+def _is_tensorboard(path: Path) -> bool:
+    return path.name.startswith("events.out.tfevents")
+
+
+def _tensorboard_available() -> bool:
+    try:
+        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# column extraction (shared)
+
+
+def _norm(column: str) -> str:
+    """Column name for matching: lower case; a W&B panel export's ``<run> - `` prefix dropped."""
+    name = str(column).strip().lower()
+    if " - " in name:
+        name = name.rsplit(" - ", 1)[1].strip()
+    return name
+
+
+def _pick(names: dict[str, str], wanted: Iterable[str]) -> str | None:
+    """The original column for the first of ``wanted`` present in ``names`` (normalised -> original)."""
+    for w in wanted:
+        if w in names:
+            return names[w]
+    return None
+
+
+def _column_plan(keys: Iterable[str], step_key: str) -> tuple[dict[str, tuple[str, str | None]], list[str]]:
+    """canonical name -> (column, unit) for the columns present; and the unrecognised metrics."""
+    names: dict[str, str] = {}
+    for k in keys:
+        if isinstance(k, str) and not k.lower().endswith(("__min", "__max")):
+            names.setdefault(_norm(k), k)
+    plan: dict[str, tuple[str, str | None]] = {}
+    for canonical, (aliases, unit) in ALIASES.items():
+        col = _pick(names, aliases)
+        if col is not None:
+            plan[canonical] = (col, unit)
+    for alias, unit in THROUGHPUT:
+        if alias in names:
+            plan["throughput"] = (names[alias], unit)
+            break
+    used = {c for c, _ in plan.values()} | {step_key}
+    other = sorted(k for k in names.values() if k not in used and _norm(k) not in _NOT_METRICS
+                   and _norm(k) not in STEP_KEYS)
+    return plan, other
+
+
+def _series_from_rows(rows: list[dict], step_key: str, column: str, name: str, unit: str | None,
+                      source: str, where) -> Series | None:
+    """One series out of parsed rows (dicts), without a Python-level loop per point.
+
+    ``where(i)`` gives the line number (or, as a string, the JSON path) of ``rows[i]``.
+    """
+    has = list(map(operator.contains, rows, repeat(column)))
+    sub = rows if all(has) else list(compress(rows, has))
+    if not sub:
+        return None
+    values = list(map(operator.itemgetter(column), sub))
+    steps = list(map(operator.itemgetter(step_key), sub))
+    keep = None
+    if None in values:  # logged as null: no point
+        keep = [v is not None for v in values]
+        values = list(compress(values, keep))
+        steps = list(compress(steps, keep))
+        if not values:
+            return None
+
+    def where_value(i: int):
+        index: Any = range(len(rows))
+        if sub is not rows:
+            index = list(compress(index, has))
+        if keep is not None:
+            index = list(compress(index, keep))
+        return where(index[i])
+
+    steps, values = _as_numbers(steps, values, column, step_key, source, where_value)
+    return _ordered(name, steps, values, unit)
+
+
+def _as_numbers(steps: list, values: list, column: str, step_key: str, source: str,
+                where) -> tuple[list[int], list[float]]:
+    """Steps as ints and values as floats; an InputError at the first that is neither."""
+    kinds = set(map(type, steps))
+    if kinds != {int}:
+        try:
+            steps = list(map(int, steps)) if kinds <= {int, str} else list(map(_int_step, steps))
+        except (TypeError, ValueError):
+            try:
+                steps = list(map(_int_step, steps))
+            except (TypeError, ValueError):
+                i = next(i for i, s in enumerate(steps) if not _is_number(s, step=True))
+                raise _bad(source, where(i), f"{step_key} is {steps[i]!r}, not a step number") \
+                    from None
+    if set(map(type, values)) != {float}:
+        try:
+            values = list(map(_float, values))
+        except (TypeError, ValueError):
+            i = next(i for i, v in enumerate(values) if not _is_number(v))
+            raise _bad(source, where(i), f"{column} is {values[i]!r}, not a number") from None
+    return steps, values
+
+
+def _bad(source: str, at: int | str | None, message: str) -> InputError:
+    if isinstance(at, str):  # a JSON path
+        return InputError(f"{at}: {message}", source=source)
+    return InputError(message, source=source, line=at)
+
+
+def _int_step(s: Any) -> int:
+    if isinstance(s, bool):
+        raise TypeError("bool step")
+    f = float(s)
+    if not math.isfinite(f) or not f.is_integer():
+        raise ValueError("not a whole number")
+    return int(f)
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError("bool value")
+    return float(v)
+
+
+def _is_number(v: Any, step: bool = False) -> bool:
+    try:
+        _int_step(v) if step else _float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _ordered(name: str, steps: list[int], values: list[float], unit: str | None) -> Series:
+    """Steps ascending; where a step repeats, its last value (and the first one's place)."""
+    if not all(map(operator.lt, steps, islice(steps, 1, None))):
+        by_step = dict(zip(steps, values))  # later duplicates overwrite: the last value is kept
+        steps = sorted(by_step)
+        values = list(map(by_step.__getitem__, steps))
+    return Series(name=name, steps=steps, values=values, unit=unit)
+
+
+def _build(rows: list[dict], step_key: str, plan: dict[str, tuple[str, str | None]], source: str,
+           line_of) -> dict[str, Series]:
+    series: dict[str, Series] = {}
+    for canonical in CANONICAL:
+        if canonical in plan:
+            column, unit = plan[canonical]
+            s = _series_from_rows(rows, step_key, column, canonical, unit, source, line_of)
+            if s is not None:
+                series[canonical] = s
+    return series
+
+
+def _no_metric(source: str, what: str, keys: Iterable[str], line: int | None = None) -> InputError:
+    shown = sorted(map(str, keys))
+    listed = ", ".join(shown[:30]) + (f" ... ({len(shown)} in all)" if len(shown) > 30 else "")
+    wanted = "loss, eval_loss, learning_rate/lr, grad_norm, epoch, *_per_second"
+    return InputError(f"no recognisable metric ({wanted}); its {what}: {listed or 'none'}",
+                      source=source, line=line)
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face trainer_state.json
+
+
+def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
+    source = str(path)
+    if text is None:
+        text = _read_text(path)
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", source=source,
+                         line=e.lineno) from None
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        keys = list(state) if isinstance(state, dict) else []
+        raise InputError("not a trainer_state.json: no log_history list; its keys: "
+                         + (", ".join(map(str, keys[:30])) or f"none (a JSON {type(state).__name__})"),
+                         source=source)
+    history = state["log_history"]
+    if set(map(type, history)) - {dict}:
+        i = next(i for i, e in enumerate(history) if not isinstance(e, dict))
+        raise InputError(f"log_history[{i}]: not an object", source=source)
+    meta: dict[str, object] = {k: v for k, v in state.items() if k not in _HF_META_SKIP}
+    masks: list[list[bool]] = []  # filters applied to log_history, to name an entry by index
+    # the end-of-training summary (train_loss averaged over the run, train_runtime ...) is not a
+    # point; keep it whole in meta
+    summary = list(map(operator.contains, history, repeat(_HF_SUMMARY_KEY)))
+    if any(summary):
+        meta["summary"] = list(compress(history, summary))[-1]
+        masks.append(list(map(operator.not_, summary)))
+        history = list(compress(history, masks[-1]))
+    has_step = list(map(operator.contains, history, repeat("step")))
+    if not all(has_step):
+        meta["entries_without_step"] = has_step.count(False)
+        masks.append(has_step)
+        history = list(compress(history, has_step))
+
+    def where(i: int) -> str:
+        index: Any = range(len(state["log_history"]))
+        for mask in masks:
+            index = list(compress(index, mask))
+        return f"log_history[{index[i]}]"
+
+    keys = set().union(*history) if history else set()
+    plan, other = _column_plan(keys, "step")
+    series = _build(history, "step", plan, source, where)
+    if not series:
+        raise _no_metric(source, "log_history keys", keys or ["(log_history is empty)"])
+    meta["columns"] = {k: c for k, (c, _) in plan.items() if k in series}
+    meta["other_metrics"] = other
+    return RunLog(source=source, format="hf-trainer-state", series=series, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# JSONL: LLaMA-Factory trainer_log.jsonl and generic
+
+
+def _parse_jsonl(path: Path, text: str) -> tuple[list[dict], list[int] | None, bool]:
+    """Rows, their 1-based line numbers (None when every line is a row), and whether a
+    truncated last line (a run still being written) was dropped."""
+    source = str(path)
+    truncated = False
+    if text and not text.endswith("\n"):
+        cut = text.rfind("\n") + 1
+        last = text[cut:]
+        if last.strip() and not _parses(last):
+            truncated = True
+            text = text[:cut]
+    body = text.removesuffix("\n")
+    if body and "\r" in body:
+        body = body.replace("\r\n", "\n")
+    if body:
+        try:
+            rows = json.loads("[" + body.replace("\n", ",") + "]")
+        except json.JSONDecodeError:
+            rows = None
+        if (rows is not None and len(rows) == body.count("\n") + 1
+                and not set(map(type, rows)) - {dict}):
+            return rows, None, truncated
+    # slow path: a blank line, or a broken one to name
+    rows, lines = [], []
+    for n, line in enumerate(body.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"not JSON: {e.msg} (column {e.colno})", source=source,
+                             line=n) from None
+        if not isinstance(row, dict):
+            raise InputError(f"a JSON {type(row).__name__}, not an object", source=source, line=n)
+        rows.append(row)
+        lines.append(n)
+    return rows, lines, truncated
+
+
+def _read_jsonl(path: Path, text: str | None = None) -> RunLog:
+    source = str(path)
+    if text is None:
+        text = _read_text(path)
+    rows, lines, truncated = _parse_jsonl(path, text)
+    meta: dict[str, object] = {}
+    if truncated:
+        meta["truncated_last_line"] = True
+    if not rows:
+        raise InputError("no log lines" + (" (only a truncated one)" if truncated else ""),
+                         source=source)
+
+    def line_of(i: int) -> int:
+        return lines[i] if lines is not None else i + 1
+
+    first_keys = set(rows[0])
+    if "current_steps" in first_keys and "total_steps" in first_keys:
+        return _llamafactory(rows, source, meta, line_of)
+
+    keys = set().union(*rows)
+    names = {_norm(k): k for k in keys if isinstance(k, str)}
+    step_key = _pick(names, STEP_KEYS)
+    if step_key is None:
+        raise InputError("no step column (" + ", ".join(STEP_KEYS) + "); its keys: "
+                         + ", ".join(sorted(keys)[:30]), source=source, line=line_of(0))
+    has_step = list(map(operator.contains, rows, repeat(step_key)))
+    if not all(has_step):
+        meta["rows_without_step"] = has_step.count(False)
+        index = list(compress(range(len(rows)), has_step))
+        rows = list(compress(rows, has_step))
+        outer = line_of
+
+        def line_of(i: int) -> int:
+            return outer(index[i])
+
+    plan, other = _column_plan(keys, step_key)
+    series = _build(rows, step_key, plan, source, line_of)
+    if not series:
+        raise _no_metric(source, "keys", keys)
+    meta["step_column"] = step_key
+    meta["columns"] = {k: c for k, (c, _) in plan.items() if k in series}
+    meta["other_metrics"] = other
+    return RunLog(source=source, format="jsonl", series=series, meta=meta)
+
+
+def _llamafactory(rows: list[dict], source: str, meta: dict[str, object], line_of) -> RunLog:
+    has_step = list(map(operator.contains, rows, repeat("current_steps")))
+    if not all(has_step):
+        i = has_step.index(False)
+        raise InputError("no current_steps in this line", source=source, line=line_of(i))
+    series: dict[str, Series] = {}
+    columns: dict[str, str] = {}
+    for canonical in CANONICAL:
+        if canonical == "throughput":
+            column, unit = "throughput", "tokens/s"  # num_input_tokens_seen / elapsed seconds
+        elif canonical in LLAMAFACTORY_COLUMNS:
+            column, unit = LLAMAFACTORY_COLUMNS[canonical], None
+        else:
+            continue  # grad_norm is not in trainer_log.jsonl
+        s = _series_from_rows(rows, "current_steps", column, canonical, unit, source, line_of)
+        if s is not None:
+            series[canonical] = s
+            columns[canonical] = column
+    last = rows[-1]
+    if isinstance(last.get("total_steps"), (int, float)):
+        meta["max_steps"] = int(last["total_steps"])
+    meta["global_step"] = max(map(operator.itemgetter("current_steps"), rows))
+    for k in ("percentage", "elapsed_time", "remaining_time", "total_tokens"):
+        if k in last:
+            meta[k] = last[k]
+    keys = set().union(*rows)
+    meta["columns"] = columns
+    meta["other_metrics"] = sorted(keys - set(columns.values()) - _LLAMAFACTORY_RUN_KEYS
+                                   - {"throughput"})
+    if not series:
+        raise _no_metric(source, "keys", keys)
+    return RunLog(source=source, format="llamafactory-jsonl", series=series, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+
+
+def _read_csv(path: Path) -> RunLog:
+    source = str(path)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise InputError("empty file", source=source)
+            try:
+                rows = list(reader)
+            except csv.Error as e:
+                raise InputError(f"not CSV: {e}", source=source, line=reader.line_num) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not a text file (byte {e.start} is not UTF-8)", source=source) from e
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
+    width = len(header)
+    row_lines: list[int] | None = None  # 1-based line of each row, when blank lines were dropped
+    lengths = list(map(len, rows))
+    if 0 in lengths:
+        nonblank = list(map(bool, lengths))
+        row_lines = [i + 2 for i in compress(range(len(rows)), nonblank)]
+        rows = list(compress(rows, nonblank))
+        lengths = list(compress(lengths, nonblank))
+    if set(lengths) - {width}:
+        i = next(i for i, n in enumerate(lengths) if n != width)
+        raise InputError(f"{lengths[i]} fields, the header has {width}", source=source,
+                         line=row_lines[i] if row_lines else i + 2)
+    names = {}
+    for k in header:
+        if not k.lower().endswith(("__min", "__max")):
+            names.setdefault(_norm(k), k)
+    step_col = _pick(names, STEP_KEYS)
+    if step_col is None:
+        raise InputError("no step column (" + ", ".join(STEP_KEYS) + "); its columns: "
+                         + ", ".join(header[:30]), source=source, line=1)
+    columns = list(zip(*rows)) if rows else [() for _ in header]
+    by_name = dict(zip(header, columns))  # first of a repeated header name wins below
+    for h, col in zip(reversed(header), reversed(columns)):
+        by_name[h] = col
+    plan, other = _column_plan(header, step_col)
+    step_cells = by_name[step_col]
+    series: dict[str, Series] = {}
+    for canonical in CANONICAL:
+        if canonical not in plan:
+            continue
+        column, unit = plan[canonical]
+        cells = by_name[column]
+        present = [bool(c.strip()) and bool(s.strip()) for c, s in zip(cells, step_cells)]
+        index = list(compress(range(len(cells)), present))
+        values = list(compress(cells, present))
+        steps = list(compress(step_cells, present))
+        if not values:
+            continue
+        steps, values = _as_numbers(steps, values, column, step_col, source,
+                                    lambda i, index=index: row_lines[index[i]] if row_lines
+                                    else index[i] + 2)
+        series[canonical] = _ordered(canonical, steps, values, unit)
+    if not series:
+        raise _no_metric(source, "columns", header)
+    meta: dict[str, object] = {
+        "step_column": step_col,
+        "columns": {k: c for k, (c, _) in plan.items() if k in series},
+        "other_metrics": other,
+    }
+    return RunLog(source=source, format="csv", series=series, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# TensorBoard (optional)
+
+
+def _read_tensorboard(path: Path) -> RunLog:
+    source = str(path)
+    try:
+        from tensorboard.backend.event_processing import event_accumulator
+    except ImportError:
+        raise InputError("reading TensorBoard event files needs the tensorboard package, which is"
+                         " not installed: pip install tensorboard", source=source) from None
+    try:
+        acc = event_accumulator.EventAccumulator(
+            source, size_guidance={event_accumulator.SCALARS: 0})
+        acc.Reload()
+        tags = list(acc.Tags().get("scalars", []))
+    except Exception as e:  # noqa: BLE001 - the package's own errors are many and unexported
+        raise InputError(f"not a readable TensorBoard event file: {e}", source=source) from None
+    plan, other = _column_plan(tags, "")
+    series: dict[str, Series] = {}
+    for canonical in CANONICAL:
+        if canonical not in plan:
+            continue
+        tag, unit = plan[canonical]
+        events = acc.Scalars(tag)
+        if events:
+            steps = [int(e.step) for e in events]
+            values = [float(e.value) for e in events]
+            series[canonical] = _ordered(canonical, steps, values, unit)
+    if not series:
+        raise _no_metric(source, "scalar tags", tags)
+    meta: dict[str, object] = {"columns": {k: c for k, (c, _) in plan.items() if k in series},
+                               "other_metrics": other}
+    return RunLog(source=source, format="tensorboard", series=series, meta=meta)
