@@ -13,11 +13,12 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+
+from timing import wall  # noqa: E402 - benchmarks/timing.py
 
 
 def write_state(path: Path, points: int) -> None:
@@ -30,17 +31,6 @@ def write_state(path: Path, points: int) -> None:
             history.append({"epoch": round(step / points * 3, 4), "eval_loss": 2.0 * math.exp(-step / (points / 4)) + 0.35,
                             "step": step})
     path.write_text(json.dumps({"global_step": points, "max_steps": points, "log_history": history}))
-
-
-def wall(cmd: list[str], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
-    return times
 
 
 def main() -> int:

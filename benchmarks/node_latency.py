@@ -12,22 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 
-def wall(cmd: list[str], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        # outside any checkout, so the installed package is timed, not a source tree on sys.path
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
-        times.append(time.perf_counter() - start)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    return times
+from timing import wall  # noqa: E402 - benchmarks/timing.py
 
 
 def probe_in_process(runs: int) -> list[float]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # A fine-tuning stack as teams write it (shape taken from LLaMA-Factory / Axolotl requirements).
@@ -61,15 +59,7 @@ git+https://github.com/huggingface/lm-evaluation-harness.git@v0.4.3#egg=lm_eval
 """
 
 
-def wall(cmd: list[str], runs: int, cwd: str) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-        times.append(time.perf_counter() - start)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
-    return times
+from timing import wall  # noqa: E402 - benchmarks/timing.py
 
 
 def main() -> int:

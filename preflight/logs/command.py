@@ -4,43 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 from preflight.errors import InputError
 from preflight.findings import Finding, Status, exit_code, worst
+from preflight.scalar_config import read_scalars
 
 GROUP = "Training logs"
 CONFIG_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "num_train_epochs", "max_steps")
-_YAML_SCALAR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*(#.*)?$")
 
 
 def read_training_config(path: Path) -> dict[str, object]:
     """The schedule settings of a training config: HF ``training_args.json``/TrainingArguments JSON,
-    or a YAML config (LLaMA-Factory, Axolotl) read for its top-level scalars only."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("training config not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", source=str(path)) from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", source=str(path), line=exc.lineno) from None
-        if not isinstance(data, dict):
-            raise InputError("expected a JSON object of training arguments", source=str(path))
-        raw = {k: data[k] for k in CONFIG_KEYS if data.get(k) is not None}
-    else:
-        raw = {}
-        for line in text.splitlines():
-            match = _YAML_SCALAR.match(line)
-            if match and match.group(1) in CONFIG_KEYS and match.group(2):
-                raw[match.group(1)] = match.group(2).strip("'\"")
+    or a YAML config (LLaMA-Factory, Axolotl) read for its top-level scalars."""
     out: dict[str, object] = {}
-    for key, value in raw.items():
+    for key, value in read_scalars(path, CONFIG_KEYS, "training config").items():
         if key == "lr_scheduler_type":
             out[key] = str(value)
             continue

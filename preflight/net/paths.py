@@ -38,7 +38,7 @@ class PathOptions:
 
 
 class _StepTimeout(Exception):
-    pass
+    """A step did not finish within its timeout."""
 
 
 def _exec(conn: Connection, args: dict, timeout: float, python: str) -> paramiko.Channel:
