@@ -41,9 +41,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import uuid
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator

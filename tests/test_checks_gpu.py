@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from preflight.findings import Status
-
 from conftest import fixture_facts, judge
+
+from preflight.findings import Status
 
 MIB = 1 << 20
 

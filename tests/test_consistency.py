@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import fixture_data
 
 from preflight.facts import parse_facts
 from preflight.findings import Status
 from preflight.registry import RunOptions, load_checks, run_cluster_checks
-
-from conftest import fixture_data
 
 
 def _node(name: str, base: str = "h100_sxm_8x", edit=None) -> dict:  # noqa: ANN001

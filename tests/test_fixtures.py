@@ -6,12 +6,11 @@ import json
 
 import jsonschema
 import pytest
+from conftest import FIXTURES, fixture_facts, judge
 
 from preflight.facts import load_facts
 from preflight.facts_schema import SCHEMA_PATH, render
 from preflight.findings import Status, worst
-
-from conftest import FIXTURES, fixture_facts, judge
 
 ALL = sorted(p.stem for p in FIXTURES.glob("*.json"))
 

@@ -7,11 +7,10 @@ import types
 import typing
 
 import pytest
+from conftest import FIXTURES, fixture_facts, judge
 
 from preflight.facts import NodeFacts
 from preflight.findings import Status
-
-from conftest import FIXTURES, fixture_facts, judge
 
 
 def _null_everything(obj):  # noqa: ANN001, ANN202

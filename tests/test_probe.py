@@ -15,8 +15,8 @@ import pytest
 
 from preflight.facts import parse_facts
 from preflight.facts_schema import SCHEMA_PATH
-from preflight.probe import collect, gpu_nvml, identity, network, python_env, sysfs, system
 from preflight.net import ifname
+from preflight.probe import collect, gpu_nvml, identity, network, python_env, sysfs, system
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from preflight.findings import Status
-
 from conftest import fixture_facts, judge
+
+from preflight.findings import Status
 
 
 def _torch(version: str, cuda: str | None):  # noqa: ANN202

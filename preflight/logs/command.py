@@ -30,6 +30,19 @@ def read_training_config(path: Path) -> dict[str, object]:
     return out
 
 
+EVENTS = ("logs.nan_loss", "logs.loss_spike", "logs.grad_norm_explosion")  # marked at every step
+
+
+def chart_marks(diagnoses: list) -> list[int]:
+    """Steps to mark on the chart: every step of an event (a spike, a NaN), the onset of the rest."""
+    marks: set[int] = set()
+    for d in diagnoses:
+        if d.outcome.status < Status.WARN or not d.steps or d.id in ("logs.no_eval", "logs.too_few_points"):
+            continue
+        marks.update(d.steps if d.id in EVENTS else d.steps[:1])
+    return sorted(marks)
+
+
 def _findings(source: str, diagnoses: list) -> list[Finding]:
     return [
         Finding(d.id, d.outcome.status, source, d.title, GROUP, d.outcome.observed, d.outcome.expected,
@@ -65,7 +78,7 @@ def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:
     points = max((len(s.steps) for s in log.series.values()), default=0)
     console.print(Text(f"preflight logs: {log.source}", style="bold"),
                   Text(f" ({log.format}, {points} points)"))
-    marks = sorted({s for d in diagnoses if d.outcome.status >= Status.WARN for s in d.steps})
+    marks = chart_marks(diagnoses)
     console.print(render_chart(log.series, marks, width=max(30, min(100, console.width - 14))))
     table = Table(title=GROUP, title_justify="left", title_style="bold", expand=True, show_lines=True)
     table.add_column("status", width=6, no_wrap=True)
@@ -122,7 +135,7 @@ def run_logs(args: argparse.Namespace) -> int:
         log, diagnoses, findings = _analyse(args.path, configured)
         code = exit_code(findings, strict=strict)
         if args.plot:
-            _plot(args.plot, log, sorted({s for d in diagnoses if d.outcome.status >= Status.WARN for s in d.steps}))
+            _plot(args.plot, log, chart_marks(diagnoses))
         signature = [(f.id, f.status, f.observed) for f in findings]
         if signature != last_signature:
             if args.json:

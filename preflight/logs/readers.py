@@ -14,6 +14,7 @@ parse only to name the line that is broken.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import operator
@@ -87,6 +88,18 @@ def read_log(path: Path) -> RunLog:
     Raises :class:`InputError` naming the file (and line) for anything unreadable.
     """
     path = Path(path)
+    # A million-point log is a million small dicts; the cyclic GC walking them again and again
+    # while they are built costs a third of the parse, and they hold no cycles.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_log(path)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_log(path: Path) -> RunLog:
     if not path.exists():
         raise InputError("no such file or directory", source=str(path))
     if path.is_dir():
@@ -246,59 +259,92 @@ def _column_plan(keys: Iterable[str], step_key: str) -> tuple[dict[str, tuple[st
     return plan, other
 
 
-def _series_from_rows(rows: list[dict], step_key: str, column: str, name: str, unit: str | None,
-                      source: str, where) -> Series | None:
-    """One series out of parsed rows (dicts), without a Python-level loop per point.
+class _Rows:
+    """Parsed rows (dicts) and the step column, with the work shared between series cached:
+    most metrics are logged on the same rows, so their steps are pulled out and checked once."""
 
-    ``where(i)`` gives the line number (or, as a string, the JSON path) of ``rows[i]``.
-    """
-    has = list(map(operator.contains, rows, repeat(column)))
-    sub = rows if all(has) else list(compress(rows, has))
-    if not sub:
-        return None
-    values = list(map(operator.itemgetter(column), sub))
-    steps = list(map(operator.itemgetter(step_key), sub))
-    keep = None
-    if None in values:  # logged as null: no point
-        keep = [v is not None for v in values]
-        values = list(compress(values, keep))
-        steps = list(compress(steps, keep))
-        if not values:
+    def __init__(self, rows: list[dict], step_key: str, source: str, where) -> None:
+        self.rows, self.step_key, self.source, self.where = rows, step_key, source, where
+        self._last_has: list[bool] | None = None
+        self._last: tuple[list[dict], list[int]] | None = None
+        self._ascending: tuple[list[int], bool] | None = None
+
+    def series(self, column: str, name: str, unit: str | None) -> Series | None:
+        """One series without a Python-level loop per point (``map``/``compress`` run in C)."""
+        rows = self.rows
+        has = list(map(operator.contains, rows, repeat(column)))
+        if self._last_has is not None and has == self._last_has:
+            sub, steps = self._last
+            raw_steps = None
+        else:
+            sub = rows if all(has) else list(compress(rows, has))
+            raw_steps = list(map(operator.itemgetter(self.step_key), sub))
+            steps = None
+        if not sub:
             return None
+        values = list(map(operator.itemgetter(column), sub))
+        kinds = set(map(type, values))
+        keep = None
+        if type(None) in kinds:  # logged as null: no point
+            keep = list(map(operator.is_not, values, repeat(None)))
+            values = list(compress(values, keep))
+            if not values:
+                return None
+            kinds.discard(type(None))
+            if steps is not None:
+                raw_steps, steps = list(compress(steps, keep)), None
+            else:
+                raw_steps = list(compress(raw_steps, keep))
 
-    def where_value(i: int):
-        index: Any = range(len(rows))
-        if sub is not rows:
-            index = list(compress(index, has))
-        if keep is not None:
-            index = list(compress(index, keep))
-        return where(index[i])
+        def where_value(i: int):
+            index: Any = range(len(rows))
+            if sub is not rows:
+                index = list(compress(index, has))
+            if keep is not None:
+                index = list(compress(index, keep))
+            return self.where(index[i])
 
-    steps, values = _as_numbers(steps, values, column, step_key, source, where_value)
-    return _ordered(name, steps, values, unit)
+        if steps is None:
+            steps = _as_steps(raw_steps, self.step_key, self.source, where_value)
+            if keep is None:
+                self._last_has, self._last = has, (sub, steps)
+        if kinds != {float}:
+            values = _as_values(values, column, self.source, where_value)
+        if self._ascending is None or self._ascending[0] is not steps:
+            self._ascending = (steps, _ascending(steps))
+        return _ordered(name, steps, values, unit, ascending=self._ascending[1])
 
 
 def _as_numbers(steps: list, values: list, column: str, step_key: str, source: str,
                 where) -> tuple[list[int], list[float]]:
     """Steps as ints and values as floats; an InputError at the first that is neither."""
-    kinds = set(map(type, steps))
-    if kinds != {int}:
-        try:
-            steps = list(map(int, steps)) if kinds <= {int, str} else list(map(_int_step, steps))
-        except (TypeError, ValueError):
-            try:
-                steps = list(map(_int_step, steps))
-            except (TypeError, ValueError):
-                i = next(i for i, s in enumerate(steps) if not _is_number(s, step=True))
-                raise _bad(source, where(i), f"{step_key} is {steps[i]!r}, not a step number") \
-                    from None
+    steps = _as_steps(steps, step_key, source, where)
     if set(map(type, values)) != {float}:
-        try:
-            values = list(map(_float, values))
-        except (TypeError, ValueError):
-            i = next(i for i, v in enumerate(values) if not _is_number(v))
-            raise _bad(source, where(i), f"{column} is {values[i]!r}, not a number") from None
+        values = _as_values(values, column, source, where)
     return steps, values
+
+
+def _as_steps(steps: list, step_key: str, source: str, where) -> list[int]:
+    kinds = set(map(type, steps))
+    if kinds == {int}:
+        return steps
+    try:
+        return list(map(int, steps)) if kinds <= {int, str} else list(map(_int_step, steps))
+    except (TypeError, ValueError):
+        try:
+            return list(map(_int_step, steps))
+        except (TypeError, ValueError):
+            i = next(i for i, s in enumerate(steps) if not _is_number(s, step=True))
+            raise _bad(source, where(i), f"{step_key} is {steps[i]!r}, not a step number") \
+                from None
+
+
+def _as_values(values: list, column: str, source: str, where) -> list[float]:
+    try:
+        return list(map(_float, values))
+    except (TypeError, ValueError):
+        i = next(i for i, v in enumerate(values) if not _is_number(v))
+        raise _bad(source, where(i), f"{column} is {values[i]!r}, not a number") from None
 
 
 def _bad(source: str, at: int | str | None, message: str) -> InputError:
@@ -330,9 +376,14 @@ def _is_number(v: Any, step: bool = False) -> bool:
     return True
 
 
-def _ordered(name: str, steps: list[int], values: list[float], unit: str | None) -> Series:
+def _ascending(steps: list[int]) -> bool:
+    return all(map(operator.lt, steps, islice(steps, 1, None)))
+
+
+def _ordered(name: str, steps: list[int], values: list[float], unit: str | None,
+             ascending: bool | None = None) -> Series:
     """Steps ascending; where a step repeats, its last value (and the first one's place)."""
-    if not all(map(operator.lt, steps, islice(steps, 1, None))):
+    if not (_ascending(steps) if ascending is None else ascending):
         by_step = dict(zip(steps, values))  # later duplicates overwrite: the last value is kept
         steps = sorted(by_step)
         values = list(map(by_step.__getitem__, steps))
@@ -340,12 +391,13 @@ def _ordered(name: str, steps: list[int], values: list[float], unit: str | None)
 
 
 def _build(rows: list[dict], step_key: str, plan: dict[str, tuple[str, str | None]], source: str,
-           line_of) -> dict[str, Series]:
+           where) -> dict[str, Series]:
+    table = _Rows(rows, step_key, source, where)
     series: dict[str, Series] = {}
     for canonical in CANONICAL:
         if canonical in plan:
             column, unit = plan[canonical]
-            s = _series_from_rows(rows, step_key, column, canonical, unit, source, line_of)
+            s = table.series(column, canonical, unit)
             if s is not None:
                 series[canonical] = s
     return series
@@ -370,6 +422,8 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
     try:
         state = json.loads(text)
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and e.lineno > 1 and _parses(text.split("\n", 1)[0]):
+            return _read_jsonl(path, text)  # JSON Lines under a .json name
         raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", source=source,
                          line=e.lineno) from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
@@ -507,6 +561,7 @@ def _llamafactory(rows: list[dict], source: str, meta: dict[str, object], line_o
         raise InputError("no current_steps in this line", source=source, line=line_of(i))
     series: dict[str, Series] = {}
     columns: dict[str, str] = {}
+    table = _Rows(rows, "current_steps", source, line_of)
     for canonical in CANONICAL:
         if canonical == "throughput":
             column, unit = "throughput", "tokens/s"  # num_input_tokens_seen / elapsed seconds
@@ -514,7 +569,7 @@ def _llamafactory(rows: list[dict], source: str, meta: dict[str, object], line_o
             column, unit = LLAMAFACTORY_COLUMNS[canonical], None
         else:
             continue  # grad_norm is not in trainer_log.jsonl
-        s = _series_from_rows(rows, "current_steps", column, canonical, unit, source, line_of)
+        s = table.series(column, canonical, unit)
         if s is not None:
             series[canonical] = s
             columns[canonical] = column
