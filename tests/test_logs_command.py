@@ -1,0 +1,62 @@
+"""`preflight logs` end to end: real trainer logs, JSON, training config, bad input, --plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs"
+
+
+def test_real_whisper_run_overfits_from_step_1000(run_cli):
+    code, out, err = run_cli("logs", str(FIXTURES / "whisper_small_hi" / "trainer_state.json"), "--json")
+    doc = json.loads(out)
+    findings = {f["id"]: f for f in doc["findings"]}
+    assert err == "" and code == 0  # warnings only
+    assert findings["logs.overfitting"]["status"] == "warn"
+    assert "best eval_loss 0.3075 at step 1000" in findings["logs.overfitting"]["observed"]
+    assert "load_best_model_at_end=True" in findings["logs.overfitting"]["remediation"]
+    assert doc["format"] == "hf-trainer-state" and doc["series"]["eval_loss"]["points"] == 5
+
+
+def test_run_folder_and_terminal_report(run_cli):
+    code, out, _ = run_cli("logs", str(FIXTURES / "llamafactory_lora"))
+    assert "preflight logs:" in out and "logs.no_eval" in out and "eval_strategy" in out
+    assert "learning rate" in out  # the chart's second panel
+
+
+def test_training_config_is_compared(run_cli, tmp_path):
+    config = tmp_path / "train.yaml"  # LLaMA-Factory style
+    config.write_text("learning_rate: 1.0e-3\nlr_scheduler_type: cosine\nwarmup_ratio: 0.1\nnum_train_epochs: 3.0\n")
+    _, out, _ = run_cli("logs", str(FIXTURES / "whisper_small_hi" / "trainer_state.json"), "--json",
+                        "--config", str(config))
+    mismatch = next(f for f in json.loads(out)["findings"] if f["id"] == "logs.lr_mismatch")
+    assert mismatch["status"] == "warn"  # logged peak ~1e-5 against 1e-3 configured
+
+
+def test_corrupt_and_missing_logs_are_input_errors(run_cli, tmp_path):
+    bad = tmp_path / "trainer_state.json"
+    bad.write_text('{"log_history": [{"step": 1, "loss": 2.0},\n  {"step": 2, "loss": ')
+    code, out, err = run_cli("logs", str(bad))
+    assert code == 2 and out == "" and "trainer_state.json" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("logs", str(tmp_path / "nothing-here"))
+    assert code == 2 and "nothing-here" in err
+
+
+def test_bad_training_config_value(run_cli, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("learning_rate: fast\n")
+    code, _, err = run_cli("logs", str(FIXTURES / "llamafactory_lora"), "--config", str(config))
+    assert code == 2 and "learning_rate must be a number" in err
+
+
+def test_plot_writes_a_png_or_says_what_is_missing(run_cli, tmp_path):
+    png = tmp_path / "run.png"
+    code, _, err = run_cli("logs", str(FIXTURES / "whisper_small_hi" / "trainer_state.json"), "--plot", str(png))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 2 and "matplotlib" in err
+    else:
+        assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
