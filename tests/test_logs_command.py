@@ -60,3 +60,35 @@ def test_plot_writes_a_png_or_says_what_is_missing(run_cli, tmp_path):
         assert code == 2 and "matplotlib" in err
     else:
         assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_follow_reports_again_when_the_log_grows(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 2.0 - s / 100, "eval_loss": None}) for s in range(1, 30)]
+    log.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preflight", "logs", str(log), "--json", "--follow", "--interval", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert all(f["id"] != "logs.nan_loss" or f["status"] == "pass" for f in first["findings"])
+        with log.open("a") as handle:  # the run diverges
+            handle.write(json.dumps({"step": 30, "loss": float("nan")}).replace("NaN", "NaN") + "\n")
+        deadline = time.monotonic() + 15
+        second = None
+        while time.monotonic() < deadline and second is None:
+            line = proc.stdout.readline()
+            if line:
+                second = json.loads(line)
+        assert second is not None, "no second report after the log grew"
+        nan = next(f for f in second["findings"] if f["id"] == "logs.nan_loss")
+        assert nan["status"] == "fail" and "30" in nan["observed"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
