@@ -169,7 +169,7 @@ def distinct_machines(ctx: ClusterContext) -> Outcome:
     same_boot = [nodes for nodes in boots.values() if len(nodes) > 1]
     if same_boot:
         return fail(
-            "; ".join(" and ".join(nodes) + " are the same machine (same boot id)" for nodes in same_boot),
+            "; ".join(_listing(nodes) + " are the same machine (same boot id)" for nodes in same_boot),
             "one hosts-file entry per machine",
             "remove the duplicate entries from the hosts file",
             groups=same_boot,
@@ -178,12 +178,19 @@ def distinct_machines(ctx: ClusterContext) -> Outcome:
     cloned = [nodes for nodes in machines.values() if len(nodes) > 1]
     if cloned:
         return warn(
-            "; ".join(" and ".join(nodes) + " share a machine id" for nodes in cloned),
+            "; ".join(_listing(nodes) + " share a machine id" for nodes in cloned),
             "a unique /etc/machine-id per machine",
             "regenerate it on cloned VMs: `rm /etc/machine-id && systemd-machine-id-setup`",
             groups=cloned,
         )
     return passed(f"{len(ctx.nodes)} distinct machines")
+
+
+def _listing(nodes: list[str], shown: int = 6) -> str:
+    """``a and b``, or ``a, b, c, ... and 18 more`` for long lists."""
+    if len(nodes) <= shown:
+        return " and ".join(nodes)
+    return ", ".join(nodes[:shown]) + f" and {len(nodes) - shown} more"
 
 
 def _job_env(n: NodeFacts) -> dict[str, str]:

@@ -39,7 +39,7 @@ def master_port_free(ctx: ClusterContext) -> Outcome:
     tests = _tests(ctx)
     if isinstance(tests, Outcome):
         return tests
-    where = f"{tests.master}:{tests.master_port}"
+    where = f"{tests.master_port} on {tests.master}"
     if tests.port_free is None:
         return fail(f"the bind test on {tests.master} did not finish", "port free",
                     "check the node; rerun with a longer --connect-timeout")
@@ -186,6 +186,14 @@ def master_addr_consistent(ctx: ClusterContext) -> Outcome:
         views = {n.node: sorted(n.network.resolved.get(name, [])) for n in ctx.nodes if name in n.network.resolved}
     if not views:
         return skip(f"{name} was not looked up on the nodes")
+    loopback = sorted({a for a in (x for v in views.values() for x in v) if a.startswith("127.") or a == "::1"})
+    if loopback and len(ctx.nodes) > 1:
+        return fail(
+            f"{name} resolves to the loopback address {', '.join(loopback)}: every node would connect to itself",
+            f"{tests.master}'s cluster address",
+            f"set MASTER_ADDR (or --master-addr) to {tests.master}'s address on the cluster network",
+            views=views,
+        )
     broken = [f"{node}: {', '.join(a) or 'does not resolve'}" for node, a in views.items() if not set(a) & own]
     if broken:
         return fail(

@@ -81,7 +81,7 @@ def test_master_port_already_bound(lab, paths):
         holder.kill()
         holder.wait()
     finding = findings["net.master_port_free"]
-    assert finding["status"] == "fail" and "host1:29502 is in use" in finding["observed"]
+    assert finding["status"] == "fail" and "port 29502 on host1 is in use" in finding["observed"]
     assert "ss -ltnp" in finding["remediation"]
 
 
@@ -145,7 +145,7 @@ def test_master_name_resolving_to_loopback_on_the_master(lab, paths):
             handle.write(original)
     assert code == 1
     consistent = findings["net.master_addr_consistent"]
-    assert consistent["status"] == "fail" and "host1: 127.0.1.1" in consistent["observed"]
+    assert consistent["status"] == "fail" and "loopback address 127.0.1.1" in consistent["observed"]
     reach = findings["net.master_port_reachable"]
     assert reach["status"] == "fail" and "refused" in reach["observed"]  # the listener sits on loopback
 

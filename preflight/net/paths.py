@@ -84,8 +84,10 @@ def _run(conn: Connection, args: dict, timeout: float, python: str) -> list[dict
         chan.close()
 
 
-def _node_of_master(nodes: dict[str, NodeFacts], master_addr: str) -> str:
+def _node_of_master(nodes: dict[str, NodeFacts], connections: dict[str, Connection], master_addr: str) -> str:
     for name, facts in nodes.items():
+        if master_addr in (connections[name].endpoint.alias, connections[name].endpoint.hostname):
+            return name
         if master_addr in (name, facts.identity.hostname, facts.identity.fqdn) or master_addr in facts.identity.addresses:
             return name
         if any(master_addr in i.addresses for i in facts.network.interfaces):
@@ -102,8 +104,9 @@ def run_network_tests(
     start = time.monotonic()
     order = list(nodes)
     env_master = next((f.network.env.get("MASTER_ADDR") for f in nodes.values() if f.network.env.get("MASTER_ADDR")), None)
-    master_addr = options.master_addr or env_master or order[0]
-    master = _node_of_master(nodes, master_addr)
+    # the first node's name as the hosts file writes it (not the user@host:port entry)
+    master_addr = options.master_addr or env_master or connections[order[0]].endpoint.alias
+    master = _node_of_master(nodes, connections, master_addr)
     tests = NetworkTests(master, master_addr, options.master_port)
     for name, facts in nodes.items():
         chosen = nccl_interface(facts.network.interfaces, facts.network.env)
