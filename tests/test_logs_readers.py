@@ -454,3 +454,20 @@ def test_json_lines_under_a_json_name(tmp_path: Path) -> None:
     log = read_log(write(tmp_path / "metrics.json", jsonl([{"step": 1, "loss": 1.0},
                                                            {"step": 2, "loss": 0.5}])))
     assert log.format == "jsonl" and log.series["train_loss"].steps == [1, 2]
+
+
+def test_live_llamafactory_log_newer_than_the_last_checkpoint_wins(tmp_path):
+    import os
+    import shutil
+
+    from preflight.logs.readers import read_log
+
+    run = tmp_path / "run"
+    (run / "checkpoint-5").mkdir(parents=True)
+    source = Path(__file__).parent / "fixtures" / "logs" / "llamafactory_lora"
+    shutil.copy(source / "trainer_state.json", run / "checkpoint-5" / "trainer_state.json")
+    shutil.copy(source / "trainer_log.jsonl", run / "trainer_log.jsonl")
+    os.utime(run / "checkpoint-5" / "trainer_state.json", (1_000_000, 1_000_000))
+    assert read_log(run).source.endswith("trainer_log.jsonl")
+    os.utime(run / "trainer_log.jsonl", (1, 1))
+    assert read_log(run).source.endswith("trainer_state.json")

@@ -177,7 +177,13 @@ def _candidates(directory: Path) -> list[Path]:
     found.extend(p for _, p in sorted(checkpoints, reverse=True))
     lf = directory / "trainer_log.jsonl"
     if lf.is_file():
-        found.append(lf)
+        # during a live LLaMA-Factory run the log is written every logging step and the newest
+        # checkpoint only every save: the log is the fresher record when no top-level state exists
+        fresher = not top.is_file() and checkpoints and lf.stat().st_mtime > found[-1].stat().st_mtime
+        if fresher:
+            found.insert(0, lf)
+        else:
+            found.append(lf)
     events = [p for p in directory.rglob(_TB_GLOB) if p.is_file()]
     events.sort(key=lambda p: (p.stat().st_mtime, str(p)), reverse=True)
     found.extend(events)
