@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from preflight.errors import InputError
 from preflight.findings import Status
+from preflight.toml_text import TomlError, parse_toml
 
 FILES = ("cuda_driver.toml", "torch.toml", "gpus.toml", "packages.toml")
 _CC = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
@@ -349,22 +349,16 @@ class Matrix:
 
 
 def _read(folder: Path, name: str) -> dict[str, Any]:
-    # imported here: with the compiled JSON (the usual case) the TOML parser is never needed
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-
     path = folder / name
     where = str(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_toml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError("missing compatibility data file", source=where) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", source=where) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", source=where) from None
+    except TomlError as exc:
+        raise InputError(f"invalid TOML: {exc}", source=where, line=exc.line) from None
 
 
 def _tuple(value: Any) -> tuple[str, ...]:

@@ -18,12 +18,12 @@ errors naming the file and line.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from preflight.errors import InputError
+from preflight.toml_text import TomlError, parse_toml
 
 if TYPE_CHECKING:  # the requirements hook reads settings without loading the node checks
     from preflight.compat import Matrix
@@ -31,10 +31,6 @@ if TYPE_CHECKING:  # the requirements hook reads settings without loading the no
 
 Threshold = int | float
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 KEYS = {"only": list, "skip": list, "strict": bool, "expect_gpus": int, "checks": dict, "target": dict}
 TARGET_KEYS = ("driver", "gpu", "python")
@@ -73,12 +69,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", source=str(path)) from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        line = int(match.group(1)) if match else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise InputError(f"invalid TOML: {message}", source=str(path), line=line) from None
+        return parse_toml(text)
+    except TomlError as exc:
+        raise InputError(f"invalid TOML: {exc}", source=str(path), line=exc.line) from None
 
 
 def _line_of(path: Path, key: str) -> int | None:

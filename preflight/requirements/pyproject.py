@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,7 @@ from preflight.requirements.parse import (
     read_text,
     requirement_from_pep508,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from preflight.toml_text import TomlError, parse_toml
 
 __all__ = ["parse_pyproject"]
 
@@ -36,13 +31,9 @@ def parse_pyproject(path: Path) -> ParsedRequirements:
     source = str(path)
     text = read_text(Path(path))
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise InputError(
-            f"invalid TOML: {message}", source=source, line=int(match.group(1)) if match else None
-        ) from None
+        data = parse_toml(text)
+    except TomlError as exc:
+        raise InputError(f"invalid TOML: {exc}", source=source, line=exc.line) from None
     result = ParsedRequirements(files=[source])
     locate = _Locator(text)
     project = data.get("project")
