@@ -69,18 +69,13 @@ def _add_judging_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="preflight",
-        description="Will the distributed fine-tuning job start, fit and be fast? Checks before it burns GPU-hours.",
-    )
-    parser.add_argument("--version", action="version", version=f"preflight {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_node(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     node = sub.add_parser("node", help="inspect this machine and judge it")
     _add_judging_options(node)
     node.add_argument("--save-facts", type=Path, metavar="PATH", help="also write the collected facts to PATH")
 
+
+def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     cluster = sub.add_parser(
         "cluster",
         help="sweep every node of a job over SSH, judge each and compare them (no hosts file: this machine)",
@@ -113,10 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--no-network-tests", action="store_true", help="skip the cross-node path tests")
     _add_judging_options(cluster)
 
+
+def _add_replay(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     replay = sub.add_parser("replay", help="judge saved facts (a file, or a folder from cluster --save-facts)")
     replay.add_argument("facts", type=Path, help="a facts JSON file, or a folder of them (judged as a cluster)")
     _add_judging_options(replay)
 
+
+def _add_compat(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     compat = sub.add_parser(
         "compat", help="what-if: judge a GPU / driver / torch / Python / package combination, no machine needed"
     )
@@ -129,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     compat.add_argument("--pkg", action="append", default=[], metavar="NAME==VER", help="an installed package")
     _add_judging_options(compat)
 
+
+def _add_requirements(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     reqs = sub.add_parser(
         "requirements", help="check requirements files / pyproject.toml offline (a pre-commit hook)"
     )
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.add_argument("--config", type=Path, metavar="PATH", help="settings file ([tool.preflight.target] lives there)")
     reqs.add_argument("--matrix", type=Path, metavar="DIR", help="compatibility data folder")
 
+
+def _add_logs(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     logs = sub.add_parser("logs", help="diagnose a run from its logs: divergence, over- and under-fitting, schedule")
     logs.add_argument("path", type=Path, help="trainer_state.json, trainer_log.jsonl, CSV/JSONL, TensorBoard, or a run folder")
     logs.add_argument("--config", type=Path, metavar="PATH", help="the training config (JSON or YAML) to compare with")
@@ -152,8 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="print one JSON document (one per line with --follow)")
     logs.add_argument("--strict", action="store_true", default=None, help="warnings fail (exit 1)")
 
+
+def _add_checks(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     checks = sub.add_parser("checks", help="list every check id, its group, thresholds and what it catches")
     checks.add_argument("--json", action="store_true", help="print JSON")
+
+
+COMMANDS = ("node", "cluster", "replay", "compat", "requirements", "logs", "checks")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that subcommand (a pre-commit hook should not pay for
+    building the other eight)."""
+    parser = argparse.ArgumentParser(
+        prog="preflight",
+        description="Will the distributed fine-tuning job start, fit and be fast? Checks before it burns GPU-hours.",
+    )
+    parser.add_argument("--version", action="version", version=f"preflight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    adders = {"node": _add_node, "cluster": _add_cluster, "replay": _add_replay, "compat": _add_compat, "requirements": _add_requirements, "logs": _add_logs, "checks": _add_checks}
+    for name, add in adders.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
@@ -246,7 +269,9 @@ def _list_checks(as_json: bool) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    first = argv[0] if argv else None
+    args = build_parser(only=first if first in COMMANDS else None).parse_args(argv)
     if args.command == "node":
         return _judge(args, lambda: _collect_local(args))
     if args.command == "replay":
