@@ -71,3 +71,13 @@ def test_connection_errors_are_told_apart():
     assert classify(refused, ENDPOINT, 5).kind == "refused"
     assert classify(paramiko.AuthenticationException("no"), ENDPOINT, 5).kind == "auth"
     assert classify(paramiko.SSHException("Error reading SSH protocol banner"), ENDPOINT, 5).kind == "banner"
+
+
+def test_every_probe_module_is_shipped():
+    from pathlib import Path
+
+    from preflight.probe import PROBE_MODULES
+
+    folder = Path(__file__).resolve().parents[1] / "preflight" / "probe"
+    on_disk = {p.stem for p in folder.glob("*.py")} - {"__main__"}
+    assert set(PROBE_MODULES) == on_disk, "add new probe modules to PROBE_MODULES (they travel to the nodes)"
