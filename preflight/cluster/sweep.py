@@ -57,7 +57,7 @@ class NodeResult:
 
 
 class _Cancelled(Exception):
-    pass
+    """The user pressed Ctrl-C: stop this host's probe and connection."""
 
 
 @dataclass
