@@ -5,12 +5,12 @@ and listed in the finding's ``evidence["nodes"]`` so reports can mark it.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable
 
 from preflight.facts import NodeFacts
 from preflight.findings import Outcome, fail, passed, skip, warn
+from preflight.net.address import is_address, is_loopback
 from preflight.registry import CheckContext, ClusterContext, check
 
 GROUP = "Cluster consistency"
@@ -224,16 +224,8 @@ def same_env(ctx: ClusterContext) -> Outcome:
     )
 
 
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False
-
-
 def _loopback(addresses: list[str]) -> bool:
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    return bool(addresses) and all(is_loopback(a) for a in addresses)
 
 
 @check("consistency.name_resolution", group=GROUP, title="Node names resolve alike on every node", scope="cluster")
@@ -243,7 +235,7 @@ def name_resolution(ctx: ClusterContext) -> Outcome:
     rendezvous or NCCL's bootstrap connect to the wrong place and hang."""
     if len(ctx.nodes) < 2:
         return skip("fewer than two nodes answered")
-    names = sorted({name for n in ctx.nodes for name in n.network.resolved if not _is_address(name)})
+    names = sorted({name for n in ctx.nodes for name in n.network.resolved if not is_address(name)})
     if not names:
         return skip("the hosts are given as IP addresses (nothing to resolve)")
     broken, differing = [], []

@@ -9,6 +9,7 @@ compatibility (no PTX JIT of newer code), and never on a driver whose CUDA major
 
 from __future__ import annotations
 
+from preflight.compat import cuda_tuple
 from preflight.findings import Outcome, fail, passed, skip, warn
 from preflight.registry import CheckContext, check
 
@@ -16,9 +17,9 @@ GROUP = "Driver and CUDA"
 
 
 def _major_minor(text: str) -> tuple[int, int] | None:
-    parts = text.split(".")
+    """``12.4`` as ``(12, 4)``; None when it is not a CUDA version."""
     try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+        return cuda_tuple(text)
     except ValueError:
         return None
 

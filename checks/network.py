@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from preflight.findings import Outcome, fail, passed, skip, warn
+from preflight.net.address import is_address, is_loopback
 from preflight.net.results import NetworkTests, PathResult
 from preflight.registry import ClusterContext, check
 
@@ -123,7 +124,7 @@ def nccl_interfaces(ctx: ClusterContext) -> Outcome:
                     "set NCCL_SOCKET_IFNAME to the interface of the cluster network on every node",
                     advertised=chosen, nodes=missing + loop)
     chosen = {n: c + (f", gloo {tests.gloo[n]}" if n in tests.gloo else "") for n, c in chosen.items()}
-    loop_gloo = [n for n, a in tests.gloo.items() if a.startswith("127.") or a == "::1"]
+    loop_gloo = [n for n, a in tests.gloo.items() if is_loopback(a)]
     if loop_gloo:
         return fail(
             "; ".join(f"{n}: gloo would use {tests.gloo[n]}" for n in loop_gloo),
@@ -177,16 +178,13 @@ def master_addr_consistent(ctx: ClusterContext) -> Outcome:
     if master is None:
         return skip(f"the master {tests.master} did not answer")
     own = {a.split("%")[0] for i in master.network.interfaces for a in i.addresses}
-    try:
-        import ipaddress
-
-        ipaddress.ip_address(name)
+    if is_address(name):
         views = {n.node: [name] for n in ctx.nodes}
-    except ValueError:
+    else:
         views = {n.node: sorted(n.network.resolved.get(name, [])) for n in ctx.nodes if name in n.network.resolved}
     if not views:
         return skip(f"{name} was not looked up on the nodes")
-    loopback = sorted({a for a in (x for v in views.values() for x in v) if a.startswith("127.") or a == "::1"})
+    loopback = sorted({a for v in views.values() for a in v if is_loopback(a)})
     if loopback and len(ctx.nodes) > 1:
         return fail(
             f"{name} resolves to the loopback address {', '.join(loopback)}: every node would connect to itself",

@@ -3,20 +3,12 @@ and NCCL variables that contradict the hardware. Cross-node tests live in the cl
 
 from __future__ import annotations
 
-import ipaddress
-
 from preflight.findings import Outcome, fail, passed, skip, warn
+from preflight.net.address import is_loopback
 from preflight.net.ifname import gloo_names, nccl_matches, parse_nccl_ifname
 from preflight.registry import CheckContext, check
 
 GROUP = "Network environment"
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @check("net.hostname_loopback", group=GROUP, title="Hostname resolves to a routable address")
@@ -31,7 +23,7 @@ def hostname_loopback(ctx: CheckContext) -> Outcome:
             "the hostname resolves to this node's network address",
             f"add `<node IP> {ident.hostname}` to /etc/hosts or fix DNS",
         )
-    if all(_is_loopback(a) for a in ident.addresses):
+    if all(is_loopback(a) for a in ident.addresses):
         return warn(
             f"{ident.hostname} resolves only to {', '.join(ident.addresses)}",
             "a non-loopback address the other nodes can reach",

@@ -15,13 +15,13 @@ import pytest
 
 from preflight.facts import parse_facts
 from preflight.facts_schema import SCHEMA_PATH
-from preflight.net import ifname
+from preflight.net import address, ifname
 from preflight.probe import collect, gpu_nvml, identity, network, python_env, sysfs, system
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", [sysfs, identity, system, python_env, network, gpu_nvml, ifname])
+@pytest.mark.parametrize("module", [sysfs, identity, system, python_env, network, gpu_nvml, ifname, address])
 def test_parser_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0

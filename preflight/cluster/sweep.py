@@ -9,7 +9,6 @@ host never stops the others, and Ctrl-C (``cancel``) ends every probe and connec
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import threading
 import time
@@ -24,6 +23,7 @@ from preflight.cluster.connect import ConnectError, Connection, ConnectOptions, 
 from preflight.cluster.hosts import Host
 from preflight.errors import InputError
 from preflight.facts import NodeFacts, SweepInfo, parse_facts
+from preflight.net.address import is_address
 
 READ_SLICE_S = 0.2
 KILL_WAIT_S = 5.0
@@ -248,14 +248,6 @@ def sweep_host(
     return result
 
 
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
 def sweep(
     hosts: list[Host],
     config: paramiko.SSHConfig,
@@ -265,7 +257,7 @@ def sweep(
     """Sweep every host in parallel; results in hosts-file order. With ``keep_connections``
     the connections stay open for later steps: close them with ``close_all``."""
     wanted = [h.name for h in hosts] + list(options.resolve_also)
-    names = sorted({n for n in wanted if not _is_address(n)})  # an address needs no lookup
+    names = sorted({n for n in wanted if not is_address(n)})  # an address needs no lookup
     shipment = _Shipment(remote_probe.remote_command(options.interpreter), remote_probe.payload(names))
     cancel = threading.Event()
     results: dict[int, NodeResult] = {}
