@@ -161,7 +161,21 @@ def _add_checks(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     checks.add_argument("--json", action="store_true", help="print JSON")
 
 
-COMMANDS = ("node", "cluster", "replay", "compat", "requirements", "logs", "checks")
+# Commands whose arguments are declared by the module that runs them: name -> (module, help).
+# The module defines ``add_arguments(parser)`` and ``run(args) -> exit code``; its import must be
+# light (heavy imports belong inside ``run``), because ``preflight --help`` builds every parser.
+MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+COMMANDS = ("node", "cluster", "replay", "compat", "requirements", "logs", "checks", *MODULE_COMMANDS)
+
+
+def _add_module_command(sub, name: str) -> None:  # noqa: ANN001 - argparse's subparsers action
+    import importlib
+
+    module_name, help_text = MODULE_COMMANDS[name]
+    parser = sub.add_parser(name, help=help_text)
+    importlib.import_module(module_name).add_arguments(parser)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -177,6 +191,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, add in adders.items():
         if only is None or name == only:
             add(sub)
+    for name in MODULE_COMMANDS:
+        if only is None or name == only:
+            _add_module_command(sub, name)
     return parser
 
 
@@ -304,6 +321,10 @@ def run(argv: list[str] | None = None) -> int:
         return run_requirements(args)
     if args.command == "checks":
         return _list_checks(args.json)
+    if args.command in MODULE_COMMANDS:
+        import importlib
+
+        return importlib.import_module(MODULE_COMMANDS[args.command][0]).run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
