@@ -50,3 +50,11 @@ def test_wheel_maps_checks_and_matrix_into_the_namespace(wheel):
 def test_wheel_has_the_console_script(wheel):
     entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
     assert "preflight = preflight.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_wheel_carries_every_subpackage(wheel):
+    """A subpackage missing from pyproject's explicit list works in an editable install and is
+    absent from the wheel users get."""
+    names = set(wheel.namelist())
+    for init in sorted((ROOT / "preflight").glob("*/__init__.py")):
+        assert f"preflight/{init.parent.name}/__init__.py" in names, f"{init.parent.name} not packaged"
