@@ -1035,3 +1035,107 @@ else:
 
     def test_fuzz_with_hypothesis():
         pytest.skip("hypothesis is not installed")
+
+
+# --- fast paths: the same answers as packaging, without importing it ----------------------------
+
+_MARKER_PARTS = [
+    "python_version", "python_full_version", "os_name", "sys_platform", "platform_system",
+    "platform_machine", "implementation_name", "platform_python_implementation", "extra",
+    "os.name", "python_implementation", "==", "!=", ">=", "<=", "<", ">", "~=", "===", " in ",
+    " not in ", "not", '"3.10"', "'Linux'", '"x86_64"', '""', " and ", " or ", "(", ")", " ",
+    "\t", "\n", "\u00a0", '"', "'", "and", "in", ";", "3.8",
+]  # fmt: skip
+
+
+def _packaging_marker_verdict(marker: str) -> str | None:
+    """What the parser answered before the fast path: packaging's validation of the marker."""
+    from packaging.markers import InvalidMarker, Marker
+
+    marker = marker.strip()
+    if not marker:
+        return None
+    try:
+        Marker(marker)
+    except InvalidMarker:
+        return "invalid"
+    return marker
+
+
+def _fast_marker_verdict(marker: str) -> str | None:
+    from preflight.requirements.parse import _LineError, _validate_marker
+
+    try:
+        return _validate_marker(marker)
+    except _LineError:
+        return "invalid"
+
+
+def test_marker_fast_path_agrees_with_packaging():
+    rng = random.Random(508)
+    samples = [
+        'platform_system == "Linux"', "python_version >= '3.10'", 'sys_platform != "win32"',
+        'python_version in "3.8 3.9"', 'os_name not in "nt"', 'platform_machine=="x86_64"',
+        'python_version >= "3.9" and platform_system == "Linux" or os_name == "posix"',
+        'python_version >= "3.9" and', '"3.9" <= python_version', "(python_version < '3')",
+        'extra == "gpu"', 'python_version ≥ "3"', "python_version >= 3.8", 'os.name == "nt"',
+        'python_version >= "3.9"\tand\tos_name == "posix"', 'python_version >= "3.9"\nand os_name == "x"',
+        'platform_system == "Linux" andos_name == "x"', 'python_versions == "3"',
+    ]  # fmt: skip
+    for _ in range(3000):
+        samples.append("".join(rng.choice(_MARKER_PARTS) for _ in range(rng.randint(1, 9))))
+    for marker in samples:
+        assert _fast_marker_verdict(marker) == _packaging_marker_verdict(marker), marker
+
+
+def test_common_lines_do_not_import_packaging_markers_or_requirements(tmp_path):
+    """A hook pays ~25 ms for packaging.markers and its tags/utils imports: the markers and
+    ``#egg=`` names that real files carry are read without them."""
+    path = write(
+        tmp_path,
+        "requirements.txt",
+        'flash-attn==2.6.3; platform_system == "Linux"\n'
+        'liger-kernel==0.2.1 ; python_version >= "3.10"\n'
+        "git+https://github.com/huggingface/lm-evaluation-harness.git@v0.4.3#egg=lm_eval\n"
+        "torch==2.3.1+cu121\n",
+    )
+    code = (
+        "import sys; from pathlib import Path; from preflight.requirements.parse import parse_requirements;"
+        f" r = parse_requirements(Path({str(path)!r}), environ={{}});"
+        " print([q.name for q in r.requirements]);"
+        " print(sorted(m for m in sys.modules if m.startswith('packaging.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    names, modules = out.splitlines()
+    assert names == "['flash-attn', 'liger-kernel', 'lm-eval', 'torch']"
+    assert "packaging.markers" not in modules and "packaging.requirements" not in modules
+
+
+if given is not None:
+
+    @settings(max_examples=500, deadline=None)
+    @given(marker=st.lists(st.sampled_from(_MARKER_PARTS), min_size=1, max_size=10).map("".join))
+    def test_marker_fast_path_agrees_with_packaging_hypothesis(marker):
+        assert _fast_marker_verdict(marker) == _packaging_marker_verdict(marker)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(egg=st.text(alphabet="abAB09._-[], =<>;@", max_size=12))
+    def test_egg_fast_path_agrees_with_packaging(tmp_path, egg):
+        from preflight.requirements import parse as parse_module
+
+        url = f"git+https://example.com/r.git#egg={egg}"
+        try:
+            fast = parse_module._egg(url)
+        except parse_module._LineError as exc:
+            fast = ("error", str(exc))
+        # the full parser's answer, as before the fast path
+        name = parse_module._NAME
+        try:
+            parse_module._NAME = re.compile(r"(?!)")  # matches nothing: force the full parse
+            try:
+                slow = parse_module._egg(url)
+            except parse_module._LineError as exc:
+                slow = ("error", str(exc))
+        finally:
+            parse_module._NAME = name
+        assert fast == slow
