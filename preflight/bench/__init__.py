@@ -1,0 +1,1 @@
+"""Benchmarks: all-reduce and GPU memory, compared with sourced expectations."""
