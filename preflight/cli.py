@@ -106,6 +106,12 @@ def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
                          help="Accelerate config naming main_process_ip / main_process_port")
     cluster.add_argument("--all-pairs", action="store_true", help="test NCCL ports between every pair, not a ring")
     cluster.add_argument("--no-network-tests", action="store_true", help="skip the cross-node path tests")
+    cluster.add_argument("--bench", action="store_true",
+                         help="then run the all-reduce and memory benchmarks on every node (one rank per GPU)")
+    cluster.add_argument("--cpu-ranks", type=_positive_int, metavar="N", help="--bench: N gloo ranks per node on the CPU")
+    from preflight.bench.command import add_bench_options
+
+    add_bench_options(cluster)
     _add_judging_options(cluster)
 
 
@@ -165,6 +171,8 @@ def _add_checks(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
 # The module defines ``add_arguments(parser)`` and ``run(args) -> exit code``; its import must be
 # light (heavy imports belong inside ``run``), because ``preflight --help`` builds every parser.
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("preflight.bench.command", "all-reduce and memory benchmarks on this machine (GPUs, or --cpu-ranks N)"),
+    "config": ("preflight.trainconfig.command", "check training configs (HF, LLaMA-Factory, Axolotl, DeepSpeed, Accelerate) at file:line"),
 }
 
 COMMANDS = ("node", "cluster", "replay", "compat", "requirements", "logs", "checks", *MODULE_COMMANDS)
@@ -241,6 +249,14 @@ def _judge(args: argparse.Namespace, facts_source) -> int:  # noqa: ANN001 - a z
     return code
 
 
+def _bench_thresholds(sel) -> dict:  # noqa: ANN001 - Selection
+    """Effective thresholds of the benchmark checks (defaults, then the user's settings)."""
+    out = {s.id: dict(s.thresholds) for s in sel.specs if s.id.startswith("bench.")}
+    for check_id, values in sel.thresholds.items():
+        out.setdefault(check_id, {}).update(values)
+    return out
+
+
 def _collect_local(args: argparse.Namespace):  # noqa: ANN202
     from preflight.facts import parse_facts, save_facts
     from preflight.probe import collect
@@ -293,12 +309,13 @@ def run(argv: list[str] | None = None) -> int:
         return _judge(args, lambda: _collect_local(args))
     if args.command == "replay":
         if args.facts.is_dir():
+            from preflight.bench.command import load_bench
             from preflight.cluster.command import load_directory, load_network, render
             from preflight.report.console import make_console
 
             entries = load_directory(args.facts)
             return render("replay", entries, _selection(args), as_json=args.json, console=make_console(),
-                          network=load_network(args.facts))
+                          network=load_network(args.facts), bench=load_bench(args.facts))
         from preflight.facts import load_facts
 
         return _judge(args, lambda: load_facts(args.facts))
@@ -306,7 +323,7 @@ def run(argv: list[str] | None = None) -> int:
         from preflight.cluster.command import request_from_args, run_cluster
 
         sel = _selection(args)  # settings errors surface before any connection is made
-        return run_cluster(request_from_args(args), sel)
+        return run_cluster(request_from_args(args, _bench_thresholds(sel)), sel)
     if args.command == "compat":
         from preflight.whatif import run_compat
 

@@ -19,7 +19,8 @@ from preflight.facts import NodeFacts
 from preflight.findings import Finding, Outcome, Status
 from preflight.settings import Threshold
 
-CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "network", "consistency")
+CHECK_MODULES = ("gpu", "driver", "packages", "versions", "system", "network_env", "network", "consistency", "bench")
+BENCH_PREFIX = "bench."
 
 GROUP_ORDER = (
     "Reaching the nodes",
@@ -29,6 +30,7 @@ GROUP_ORDER = (
     "System",
     "Network environment",
     "Cluster consistency",
+    "Benchmarks",
 )
 CLUSTER_NODE = "cluster"
 
@@ -63,6 +65,7 @@ class ClusterContext:
     thresholds: dict[str, Threshold]
     options: RunOptions = field(default_factory=RunOptions)
     network: Any = None  # preflight.net.paths.NetworkTests, when the path tests ran
+    bench: Any = None  # preflight.bench.results.BenchResults, when the benchmarks ran
 
 
 @dataclass(frozen=True)
@@ -183,14 +186,16 @@ def run_cluster_checks(
     overrides: dict[str, dict[str, Threshold]],
     options: RunOptions,
     network: Any = None,
+    bench: Any = None,
 ) -> list[Finding]:
-    """Run the cluster-scope checks once across all nodes that answered."""
+    """Run the cluster-scope checks once across all nodes that answered. The benchmark checks
+    run only when the benchmarks did (they are asked for, not skipped otherwise)."""
     findings = []
     for spec in specs:
-        if spec.scope != "cluster":
+        if spec.scope != "cluster" or (bench is None and spec.id.startswith(BENCH_PREFIX)):
             continue
         thresholds = {**spec.thresholds, **overrides.get(spec.id, {})}
-        ctx = ClusterContext(nodes, thresholds, options, network)
+        ctx = ClusterContext(nodes, thresholds, options, network, bench)
         findings.append(_finding(spec, CLUSTER_NODE, _safely(spec, ctx)))
     return findings
 

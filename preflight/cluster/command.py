@@ -30,6 +30,9 @@ class ClusterRequest:
     save_facts: Path | None
     as_json: bool
     path_options: object = None  # preflight.net.paths.PathOptions; None: no network path tests
+    bench_options: object = None  # preflight.bench.run.BenchOptions; None: no benchmark
+    rendezvous: tuple[str | None, int] = (None, 29500)  # MASTER_ADDR (None: the first host), MASTER_PORT
+    local_python: str | None = None  # the Python that runs a one-node (no hosts file) benchmark
 
 
 def _safe_name(name: str) -> str:
@@ -39,7 +42,7 @@ def _safe_name(name: str) -> str:
 NETWORK_FILE = "network_tests.json"
 
 
-def _save(entries: list[NodeEntry], folder: Path, network: object = None) -> None:
+def _save(entries: list[NodeEntry], folder: Path, network: object = None, bench: object = None) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a directory; --save-facts takes a folder here", source=str(folder))
     try:
@@ -54,6 +57,10 @@ def _save(entries: list[NodeEntry], folder: Path, network: object = None) -> Non
             (folder / NETWORK_FILE).write_text(json.dumps(dataclasses.asdict(network), indent=2) + "\n")
     except OSError as exc:
         raise InputError(f"cannot write facts: {exc.strerror or exc}", source=str(folder)) from None
+    if bench is not None:
+        from preflight.bench.command import save_bench
+
+        save_bench(bench, folder)
 
 
 def _hosts(request: ClusterRequest):  # noqa: ANN202 - list[Host]
@@ -78,7 +85,7 @@ def _local_entry() -> NodeEntry:
     return NodeEntry(facts.node, facts)
 
 
-def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[NodeEntry], object]:
+def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[NodeEntry], object, object]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from preflight.cluster.ssh_config import load_ssh_config
@@ -105,12 +112,12 @@ def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[Node
             progress.update(task, advance=1, failed=failed, pending=len(hosts) - progress.tasks[0].completed - 1)
 
         options = request.sweep_options
-        if request.path_options is not None:
+        if request.path_options is not None or request.bench_options is not None:
             from dataclasses import replace
 
             options = replace(options, keep_connections=True)  # type: ignore[type-var]
         results = sweep(hosts, config, options, on_done=done)  # type: ignore[arg-type]
-    network = None
+    network = bench = None
     try:
         reached = [r for r in results if r.facts is not None and r.connection is not None]
         if request.path_options is not None and len(reached) > 1:
@@ -123,6 +130,8 @@ def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[Node
                     {r.host.target: r.facts for r in reached},  # type: ignore[misc]
                     request.path_options,  # type: ignore[arg-type]
                 )
+        if request.bench_options is not None and reached:
+            bench = _cluster_bench(request, reached, network, console)
     finally:
         close_all(results)
     entries = []
@@ -132,7 +141,40 @@ def _sweep_entries(request: ClusterRequest, console: Console) -> tuple[list[Node
         else:
             assert r.failure is not None
             entries.append(NodeEntry(r.host.target, None, r.failure.check_id, r.failure.message, r.failure.remediation))
-    return entries, network
+    return entries, network, bench
+
+
+def _cluster_bench(request: ClusterRequest, reached: list, network: object, console: Console) -> object:
+    """The benchmark over the sweep's connections: the rendezvous the network tests checked (the
+    master's node gets rank 0, as torchrun gives it), one rank per GPU on every node."""
+    from preflight.bench.command import measure
+    from preflight.bench.transport import SshLaunch
+
+    interpreter = request.sweep_options.interpreter  # type: ignore[attr-defined]
+    by_name = {r.host.target: r for r in reached}
+    if network is not None:
+        master, master_addr, master_port = network.master, network.master_addr, network.master_port  # type: ignore[attr-defined]
+    else:
+        master = reached[0].host.target
+        master_addr = request.rendezvous[0] or reached[0].connection.endpoint.alias
+        master_port = request.rendezvous[1]
+    order = [master] + [name for name in by_name if name != master]
+    launches = {name: SshLaunch(name, by_name[name].connection, interpreter) for name in order}
+    return measure(launches, {name: by_name[name].facts for name in order}, request.bench_options,
+                   master_addr, master_port, console)
+
+
+def _local_bench(request: ClusterRequest, entry: NodeEntry, console: Console) -> object:
+    import sys
+
+    from preflight.bench.command import _free_port, measure
+    from preflight.bench.transport import LocalLaunch
+    from preflight.cluster.remote_probe import Interpreter
+
+    assert entry.facts is not None
+    launches = {entry.name: LocalLaunch(entry.name, Interpreter(request.local_python or sys.executable))}
+    port = request.rendezvous[1] if request.rendezvous[0] else _free_port()
+    return measure(launches, {entry.name: entry.facts}, request.bench_options, "127.0.0.1", port, console)
 
 
 class _quiet:
@@ -145,7 +187,9 @@ class _quiet:
 
 def load_directory(folder: Path) -> list[NodeEntry]:
     """Facts files saved by ``cluster --save-facts DIR``, as a cluster, in name order."""
-    files = sorted(p for p in folder.glob("*.json") if p.is_file() and p.name != NETWORK_FILE)
+    from preflight.bench.command import BENCH_FILE
+
+    files = sorted(p for p in folder.glob("*.json") if p.is_file() and p.name not in (NETWORK_FILE, BENCH_FILE))
     if not files:
         raise InputError("no facts files (*.json) in this folder", source=str(folder))
     entries = []
@@ -178,18 +222,23 @@ def load_network(folder: Path) -> object:
 
 
 def render(
-    command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console, network: object = None
+    command: str, entries: list[NodeEntry], sel: Selection, *, as_json: bool, console: Console, network: object = None,
+    bench: object = None,
 ) -> int:
-    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, sel.options, network)
+    per_node, cluster = judge_cluster(entries, sel.specs, sel.thresholds, sel.options, network, bench)
     everything = [f for fs in per_node.values() for f in fs] + cluster
     code = exit_code(everything, strict=sel.strict)
     if as_json:
         from preflight.report.json_report import cluster_document, render_json
 
-        print(render_json(cluster_document(command, entries, per_node, cluster, code, network)))
+        print(render_json(cluster_document(command, entries, per_node, cluster, code, network, bench)))
     else:
         from preflight.report.cluster_terminal import render_cluster_terminal
 
+        if bench is not None:
+            from preflight.report.bench_terminal import render_bench
+
+            render_bench(console, bench)  # type: ignore[arg-type]
         render_cluster_terminal(console, command, entries, per_node, cluster, code, strict=sel.strict)
     return code
 
@@ -197,18 +246,21 @@ def render(
 def run_cluster(request: ClusterRequest, sel: Selection) -> int:
     console = make_console()
     progress_console = make_console(stderr=True)
-    network = None
+    network = bench = None
     if request.hosts_file is None and not request.slurm:
         entries = [_local_entry()]
+        if request.bench_options is not None:
+            bench = _local_bench(request, entries[0], progress_console)
     else:
-        entries, network = _sweep_entries(request, progress_console)
+        entries, network, bench = _sweep_entries(request, progress_console)
     if request.save_facts is not None:
-        _save(entries, request.save_facts, network)
-    return render("cluster", entries, sel, as_json=request.as_json, console=console, network=network)
+        _save(entries, request.save_facts, network, bench)
+    return render("cluster", entries, sel, as_json=request.as_json, console=console, network=network, bench=bench)
 
 
-def request_from_args(args: argparse.Namespace) -> ClusterRequest:
-    """The cluster run the command line asks for (SSH, probe, network-test options)."""
+def request_from_args(args: argparse.Namespace, thresholds: dict | None = None) -> ClusterRequest:
+    """The cluster run the command line asks for (SSH, probe, network-test, benchmark options);
+    ``thresholds`` (check id -> values) feed the benchmark's straggler search."""
     if args.hosts is not None and args.slurm:
         raise InputError("give a hosts file or --slurm, not both")
     sweep_options = None
@@ -239,10 +291,10 @@ def request_from_args(args: argparse.Namespace) -> ClusterRequest:
         from dataclasses import replace
 
         sweep_options = replace(sweep_options, resolve_also=(master_addr,))
+    default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
     if sweep_options is not None and not args.no_network_tests:
         from preflight.net.paths import PathOptions
 
-        default_port = 29400 if args.rdzv else int(os.environ.get("MASTER_PORT", "29500") or 29500)
         path_options = PathOptions(
             python=args.python,
             master_addr=master_addr,
@@ -251,6 +303,11 @@ def request_from_args(args: argparse.Namespace) -> ClusterRequest:
             step_timeout=max(5.0, args.connect_timeout),
             connect_timeout=min(3.0, args.connect_timeout),
         )
+    bench_options = None
+    if args.bench:
+        from preflight.bench.command import bench_options as options_from_args
+
+        bench_options = options_from_args(args, thresholds)
     request = ClusterRequest(
         hosts_file=args.hosts,
         hosts_format=args.hosts_format,
@@ -260,5 +317,8 @@ def request_from_args(args: argparse.Namespace) -> ClusterRequest:
         save_facts=args.save_facts,
         as_json=args.json,
         path_options=path_options,
+        bench_options=bench_options,
+        rendezvous=(master_addr, master_port or default_port),
+        local_python=args.python if args.python != "python3" else None,
     )
     return request

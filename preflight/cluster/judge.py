@@ -45,6 +45,7 @@ def judge_cluster(
     overrides: dict[str, dict[str, Threshold]],
     options: RunOptions,
     network: object = None,
+    bench: object = None,
 ) -> tuple[dict[str, list[Finding]], list[Finding]]:
     """Findings per node (in the entries' order) and the cross-node findings."""
     per_node: dict[str, list[Finding]] = {}
@@ -54,4 +55,4 @@ def judge_cluster(
         else:
             per_node[entry.name] = run_checks(entry.facts, specs, overrides, options)
     answered = [e.facts for e in entries if e.facts is not None]
-    return per_node, run_cluster_checks(answered, specs, overrides, options, network)
+    return per_node, run_cluster_checks(answered, specs, overrides, options, network, bench)

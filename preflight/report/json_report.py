@@ -40,6 +40,7 @@ def cluster_document(
     cluster: list[Finding],
     exit_code: int,
     network: Any = None,
+    bench: Any = None,
 ) -> dict[str, Any]:
     """``nodes: [{host, reached, facts, findings}]``, the cross-node findings, the network path
     tests (when they ran) and the verdict."""
@@ -63,6 +64,7 @@ def cluster_document(
         ],
         "cluster_findings": [f.to_json() for f in cluster],
         "network_tests": dataclasses.asdict(network) if network is not None else None,
+        "benchmark": dataclasses.asdict(bench) if bench is not None else None,
         "verdict": {
             "status": worst(everything).label,
             "exit_code": exit_code,

@@ -1,0 +1,81 @@
+"""What all-reduce bus bandwidth this cluster should reach, decided before the run (the ranks use
+it to decide whether to look for a straggler) and stored with the results.
+
+- One node with GPUs: the sourced figure for that GPU system (``compat_matrix/bench.toml``).
+- Several nodes: also bounded by the slowest node's network: the sum of its active InfiniBand /
+  RoCE port rates, or else the speed of the interface NCCL (or gloo) uses there. A ring
+  all-reduce pushes every byte through each node's NICs, so busbw cannot exceed that rate.
+- gloo on one node (loopback): no expectation.
+"""
+
+from __future__ import annotations
+
+import re
+
+from preflight.bench.results import Expectation
+from preflight.facts import NodeFacts
+from preflight.net.ifname import gloo_address, nccl_interface
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
+
+
+def ib_rate_bps(facts: NodeFacts) -> float:
+    """Bytes/s of the node's active InfiniBand/RoCE ports together (``rate`` like "400 Gb/sec (4X NDR)")."""
+    total = 0.0
+    for port in facts.network.infiniband:
+        if (port.state or "").upper().endswith("ACTIVE") and port.rate:
+            match = _RATE.match(port.rate)
+            if match:
+                total += float(match.group(1)) * 1e9 / 8
+    return total
+
+
+def socket_interface(facts: NodeFacts, backend: str) -> tuple[str, int | None] | None:
+    """(interface, speed Mb/s) the backend's sockets use on the node."""
+    env = facts.network.env
+    if backend == "nccl":
+        chosen = nccl_interface(facts.network.interfaces, env)
+        name = chosen[0] if chosen else None
+    else:
+        address = gloo_address(facts.network.interfaces, env, facts.identity.addresses)
+        name = next((i.name for i in facts.network.interfaces if address and address in i.addresses), None)
+    if name is None:
+        return None
+    iface = next((i for i in facts.network.interfaces if i.name == name), None)
+    return (name, iface.speed_mbps if iface else None)
+
+
+def node_network(facts: NodeFacts, backend: str) -> tuple[float, str] | None:
+    """(bytes/s, description) of what the node can send to the other nodes."""
+    if backend == "nccl":
+        ib = ib_rate_bps(facts)
+        if ib:
+            ports = sum(1 for p in facts.network.infiniband if (p.state or "").upper().endswith("ACTIVE"))
+            return ib, f"{ports} active InfiniBand/RoCE port(s) on {facts.node}, {ib * 8 / 1e9:.0f} Gb/s together"
+    chosen = socket_interface(facts, backend)
+    if chosen is None or not chosen[1] or chosen[1] <= 0:
+        return None
+    name, mbps = chosen
+    return mbps * 1e6 / 8, f"{name} on {facts.node} at {mbps} Mb/s (the interface {backend} uses there)"
+
+
+def expected_busbw(nodes: list[NodeFacts], backend: str, largest_bytes: int) -> Expectation | None:
+    """The expectation for the whole-cluster all-reduce at ``largest_bytes``, or None."""
+    candidates: list[Expectation] = []
+    if backend == "nccl" and nodes:
+        from preflight.bench.expectations import load_expectations
+
+        first = nodes[0]
+        gpus = first.gpu.devices
+        if gpus and gpus[0].name:
+            nvlink = any((d.nvlink_up or 0) > 0 for d in gpus)
+            sourced = load_expectations(None).allreduce_busbw(gpus[0].name, len(gpus), nvlink, largest_bytes)
+            if sourced is not None:
+                candidates.append(Expectation(sourced.value, sourced.source, sourced.note))
+    if len(nodes) > 1:
+        links = [n for n in (node_network(f, backend) for f in nodes) if n is not None]
+        if len(links) == len(nodes):
+            value, description = min(links)
+            candidates.append(Expectation(value, f"the slowest node's network: {description}",
+                                          "a ring all-reduce sends every byte through each node's network"))
+    return min(candidates, key=lambda e: e.value) if candidates else None
