@@ -163,9 +163,13 @@ hostname1:25668:27396 [0] NCCL INFO Using network IB
 hostname1:25668:27396 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 0 'mlx5_0'
 hostname1:25668:27396 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 1 'mlx5_1'
 """
-    issues = diagnose(nccl_lines(text), ib_expected=True)
-    assert [i.kind for i in issues] == ["gdr_disabled", "gdr_disabled"]
-    assert "mlx5_0" in issues[0].message and "nvidia-peermem" in issues[0].remediation
+    (issue,) = diagnose(nccl_lines(text), ib_expected=True)
+    assert issue.kind == "gdr_disabled"
+    assert "mlx5_0, mlx5_1" in issue.message and "nvidia-peermem" in issue.remediation
+    # NCCL 2.7-2.11 added the reason: net_ib.cc "GPU Direct RDMA Disabled for HCA %d '%s' (no module)"
+    (old,) = diagnose(["h:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 0 'mlx5_0' (no module)"],
+                      ib_expected=True)
+    assert "mlx5_0 (no module)" in old.message
 
 
 def test_socket_transport_gdr_line_is_not_a_problem():
@@ -204,6 +208,7 @@ def test_ibv_modify_qp_failure():
 
 
 def test_no_ib_device_when_ports_are_active():
+    # "NCCL INFO NET/IB : No device found." as in an NCCL 2.22.3 GKE log quoted in a public tutorial
     line = "h:1:1 [0] NCCL INFO NET/IB : No device found."
     (issue,) = diagnose([line], ib_expected=True)
     assert issue.kind == "ib_error" and "/dev/infiniband" in issue.remediation

@@ -31,8 +31,8 @@ MAX_EVIDENCE = 3
 # "host:pid:tid [dev] NCCL INFO ..." and "host:pid:tid [dev] misc/socket.cc:483 NCCL WARN ..."
 # (NCCL's debug.cc prefix; every log quoted in the tests has it).
 _LINE = re.compile(r"(?P<host>[^\s:]+):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] (?:(?P<where>\S+) )?NCCL (?P<level>WARN|INFO) ?(?P<text>.*)$")
-# The version banner: NCCL < 2.19 prints it bare ("NCCL version 2.7.8+cuda11.1", pytorch/pytorch#68893;
-# "NCCL version 2.21.5+cuda12.4", NVIDIA/nccl-tests#227); newer ones as an INFO line.
+# The version banner, printed bare by rank 0 ("NCCL version 2.7.8+cuda11.1", pytorch/pytorch#68893;
+# "NCCL version 2.21.5+cuda12.4", NVIDIA/nccl-tests#227); matched after an INFO prefix too.
 _VERSION = re.compile(r"NCCL version (\d+\.\d+\.\d+[^\s]*)")
 _BARE_VERSION = re.compile(r"^(?:\S+: )?NCCL version \d+\.\d+\.\d+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|\[\d+m ")
@@ -68,15 +68,15 @@ def nccl_version(lines: Iterable[str]) -> str | None:
 
 
 # -- transports --------------------------------------------------------------------------------
-# "Using network IB" / "Using network Socket" / "Using network IBext_v8" (init.cc, NCCL >= 2.7;
-# NVIDIA/nccl#1537, pytorch/pytorch#68893, NVIDIA/nccl-tests#227).
+# "Using network IB" / "Using network Socket" / "Using network IBext_v8" (init.cc; seen from NCCL
+# 2.7.8 in pytorch/pytorch#68893 to 2.21.5 in NVIDIA/nccl-tests#227, and NVIDIA/nccl#1537).
 _USING_NETWORK = re.compile(r"^Using network (\S+(?: \S+)?)$")
 # Channel lines: "Channel 00/0 : 9[1] -> 0[0] [receive] via NET/Socket/0", "... via NET/IB/0/GDRDMA",
 # "via NET/AWS Libfabric/0/GDRDMA", "via P2P/IPC/read", "via SHM/direct/direct" (NVIDIA/nccl-tests#188,
 # #166, aws/aws-ofi-nccl#141); NCCL 2.5 wrote "via direct shared memory" and "via P2P/direct pointer"
 # (NVIDIA/nccl#290).
 _VIA = re.compile(r"\bvia (NET/([^/]+)/|P2P/|SHM/|direct shared memory|P2P/direct pointer)")
-# "2 coll channels, 0 nvls channels, 2 p2p channels, ..." (init.cc, NCCL >= 2.17; NVIDIA/nccl-tests#188).
+# "2 coll channels, 0 nvls channels, 2 p2p channels, ..." (init.cc; NVIDIA/nccl-tests#188).
 _NVLS_CHANNELS = re.compile(r"\b(\d+) nvls channels\b")
 # "NET/IB : Using [0]mlx5_0:1/IB ..." / "NET/Socket : Using [0]eth0:..." (net_ib.cc / net_socket.cc).
 # NCCL 2.4 initialised both and printed both (Mellanox/nv_peer_memory#56), so these decide only
@@ -130,56 +130,59 @@ def transports(lines: Iterable[str]) -> set[str]:
 #       (NVIDIA/nccl#290, #525)
 #   "Error while creating shared memory segment nccl-shm-recv-... (size 9637888)"  include/shm.h,
 #       NCCL 2.7-2.9 (NVIDIA/nccl#342, #525)
-#   "Error: failed to extend /dev/shm/nccl-fjwOOB to 5967876 bytes"  misc/shmutils.cc, NCCL 2.12-2.18
-#       (NVIDIA/nccl-tests#166)
+#   "Error: failed to extend /dev/shm/nccl-fjwOOB to 5967876 bytes" and "Error while creating shared
+#       memory segment /dev/shm/nccl-KWfVyt (size 5967872)"  older misc/shmutils.cc
+#       (NVIDIA/nccl-tests#166, NVIDIA/nccl#1518)
 #   "Error: failed to extend %s to %ld bytes, error: %s (%d)" and
 #   "Error while %s shared memory segment %s (size %ld), error: %s (%d)" ("creating" / "attaching to")
-#       misc/shmutils.cc, NCCL >= 2.19 and master (pytorch/ci-infra#490, vllm-project/vllm#18831)
+#       misc/shmutils.cc on master (read 2026-11-28; pytorch/ci-infra#490, vllm-project/vllm#18831)
 _SHM_CREATE = re.compile(r"Error while (creating|attaching to) shared memory segment (\S+) \(size (\d+)\)(?:, error: (.*?)(?: \(\d+\))?)?$")
 _SHM_EXTEND = re.compile(r"(?:Error: failed to extend (\S+) to (\d+) bytes(?:, error: (.*?)(?: \(\d+\))?)?$|Call to posix_fallocate failed ?: (.*)$)")
 
-# Memory registration refused (memlock): misc/ibvwrap.cc IBV_PTR_CHECK_ERRNO,
-#   "Call to ibv_reg_mr failed with error %s" (master), "Call to ibv_reg_mr_iova2 failed with error
-#   Cannot allocate memory" (NVIDIA/nccl-tests#206, NCCL 2.19+), older IBV_PTR_CHECK "Call to
-#   ibv_reg_mr failed" / "Call to ibv_create_qp failed" with no error text, which NCCL's
-#   troubleshooting guide (InfiniBand section) attributes to the memlock limit.
+# Verbs calls, misc/ibvwrap.cc on master: IBV_PTR_CHECK_ERRNO "Call to " name " failed with error %s"
+#   (ibv_reg_mr, ibv_reg_mr_iova2, ibv_reg_dmabuf_mr, ibv_create_qp, ibv_create_cq), IBV_PTR_CHECK
+#   "Call to " name " failed" (older releases print this for reg_mr/create_qp too), and
+#   wrap_ibv_modify_qp "Call to ibv_modify_qp failed with %d %s, %s" (errno, text, dev/state/GIDs);
+#   older ibv_modify_qp: "failed with error Network is unreachable" (NVIDIA/nccl-tests#185).
+#   Memlock: ENOMEM from reg_mr ("Call to ibv_reg_mr_iova2 failed with error Cannot allocate memory",
+#   NVIDIA/nccl-tests#206, fixed by ulimit -l) or the error-less reg_mr/create_qp message, which
+#   NCCL's troubleshooting guide (InfiniBand section) attributes to the memlock limit.
 _IBV_CALL = re.compile(r"Call to (ibv_reg_mr\w*|ibv_reg_dmabuf_mr|ibv_create_qp|ibv_create_cq|ibv_modify_qp)\s+failed(?: with (?:error )?(.*))?$")
 
 # Socket connect failures, misc/socket.cc:
-#   "socketStartConnect: Connect to %s failed : %s"  NCCL 2.12+ (NVIDIA/nccl-tests#162, #166)
-#   "socketPollConnect: Connect to %s returned %d(%s) errno %d(%s)"  NCCL 2.18-2.23
-#   "socketPollConnect: connect to 169.254.20.10<52597> returned Connection refused"  newer NCCL
-#       (modelscope/ms-swift#8043)
-#   "Net : Connect to %s failed : %s"  NCCL 2.9-2.11 misc/socket.cc ncclSocketConnect
+#   "socketStartConnect: Connect to %s failed : %s"  (NVIDIA/nccl-tests#162 on NCCL 2.18.3, #166)
+#   "socketPollConnect: Connect to %s returned %d(%s) errno %d(%s)"  same socket.cc revision
+#   "socketPollConnect: connect to 169.254.20.10<52597> returned Connection refused"  a later
+#       format (modelscope/ms-swift#8043; NCCL 2.24 reworked the retries, NVIDIA/nccl#1515)
+#   "Net : Connect to %s failed : %s"  an older misc/socket.cc ncclSocketConnect
 #   "Call to connect failed : Connection refused"  NCCL 2.0 include/socket.h (NVIDIA/nccl#111)
 #   "socketStartConnect: exceeded retries (%d)" / "socketPollConnect: exceeded timeouts (%d)"
-#       NCCL 2.12+, after ECONNREFUSED/ETIMEDOUT retries ran out
+#       after the ECONNREFUSED / ETIMEDOUT retries ran out (same socket.cc revision)
 _CONNECT = re.compile(r"(?:socket\w*: |Net : )?[Cc]onnect to (\S+) (?:failed : |returned )(.*)$")
 _CONNECT_OLD = re.compile(r"Call to connect failed ?: (.*)$")
 _CONNECT_GAVE_UP = re.compile(r"(socketStartConnect|socketPollConnect): exceeded (retries|timeouts) \((\d+)\)")
 
 # InfiniBand completion errors, transport/net_ib.cc:
-#   "NET/IB : Got completion with error %d, opcode %d, len %d, vendor err %d"  NCCL 2.4-2.17
-#       (NVIDIA/nccl#426)
+#   "NET/IB : Got completion with error %d, opcode %d, len %d, vendor err %d"  older net_ib.cc
+#       (NVIDIA/nccl#426, 2020)
 #   "NET/IB : Got completion from peer %s with error %d, opcode %d, len %d, vendor err %d (%s)"
-#       NCCL 2.18-2.19 (NVIDIA/nccl#928)
+#       (NVIDIA/nccl#928, 2023)
 #   "NET/IB : Got completion from peer %s with status=%d opcode=%d len=%d vendor err %d (%s) localGid
-#       %s remoteGids%s"  NCCL 2.20+ and the IB plugins (NVIDIA/nccl#1405, #1814; "NET/IB:" without the
-#       space and "NET/IB/GIN:" on master)
+#       %s remoteGids%s"  later releases and the HPC-X IB plugin (NVIDIA/nccl#1405, #1814);
+#       "NET/IB: Got completion from peer ..." and "NET/IB/GIN: ..." on master
 _COMPLETION = re.compile(r"NET/IB\w*(?:/\w+)?\s*:\s*Got completion(?: from peer (\S+))? with (?:error |status=)(\d+)")
-# "NET/IB : No device found." (net_ib.cc, all versions; pytorch/pytorch#68893 era logs)
+# "NET/IB : No device found." (net_ib.cc init when no HCA is usable)
 _NO_IB_DEVICE = re.compile(r"^NET/IB : No device found")
 # "Failed to open libibverbs.so[.1]" (misc/ibvwrap.cc, NCCL 2.7; pytorch/pytorch#68893)
 _NO_VERBS = re.compile(r"Failed to open libibverbs")
-# "NCCL_IB_DISABLE set by environment to 1." (misc/param.cc "%s set by environment to %s.";
-# Mellanox/nv_peer_memory#56 shows the format)
+# "NCCL_IB_DISABLE set by environment to 1." (format as printed in Mellanox/nv_peer_memory#56)
 _ENV_SET = re.compile(r"^(NCCL_IB_DISABLE|NCCL_NET|NCCL_IB_HCA) set by environment to (.*?)\.?$")
 
 # GPUDirect RDMA off, transport/net_ib.cc:
-#   "NET/IB : GPU Direct RDMA Disabled for HCA %d '%s' (no module)"  NCCL 2.7-2.11
-#   "NET/IB : GPU Direct RDMA Disabled for HCA 0 'mlx5_0'"  NCCL 2.12+ (NVIDIA/nccl#1537, #1939)
-#   "NET/IB : GPU Direct RDMA Disabled for GPU %d[%d] / HCA %d '%s' (no module or not supported by
-#       GPU)"  NCCL 2.4-2.6 (Mellanox/nv_peer_memory#56)
+#   "NET/IB : GPU Direct RDMA Disabled for HCA %d '%s' (no module)"  an older net_ib.cc
+#       (ncclIbGetProperties)
+#   "NET/IB : GPU Direct RDMA Disabled for HCA 0 'mlx5_0'"  recent releases (NVIDIA/nccl#1537, #1939)
+#   "... GPU Direct RDMA Disabled for GPU X[X] / HCA 0 ..."  NCCL 2.4.7 (Mellanox/nv_peer_memory#56)
 # The Socket transport prints the same words ("NET/Socket : GPU Direct RDMA Disabled for HCA 0
 # 'eth0'"); sockets never do GPUDirect, so that line is not a diagnosis.
 _GDR_OFF = re.compile(r"^NET/(?!Socket)([^:]+?)\s*: GPU Direct RDMA Disabled for (?:GPU \S+ / )?HCA (\d+) '([^']*)'(?: \((.*)\))?")
@@ -211,6 +214,11 @@ _GDR_FIX = (
     "(`lsmod | grep peermem` shows it; it ships with the NVIDIA driver, install MLNX_OFED before "
     "the driver so it is built with IB support), or use DMA-BUF with the NVIDIA open kernel "
     "modules; without it every inter-node byte is copied through host memory"
+)
+_WARN_FIX = (
+    "look the message up in NCCL's troubleshooting guide "
+    "(https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html) "
+    "and rerun with NCCL_DEBUG=INFO for context"
 )
 _IB_FIX = (
     "check the fabric between these HCAs: `ibstat`/`ibv_devinfo` port State Active on both ends, "
@@ -274,7 +282,10 @@ def diagnose(lines: Iterable[str], *, ib_expected: bool) -> list[NcclIssue]:
             no_verbs.append(line)
             continue
         if m := _GDR_OFF.match(text):
-            add("gdr_disabled", m.group(3), line, net=m.group(1), reason=m.group(4) or "")
+            hcas = details.get(("gdr_disabled", "gdr"), {}).get("hcas", "")
+            if m.group(3) not in hcas.split(", "):
+                hcas = f"{hcas}, {m.group(3)}" if hcas else m.group(3)
+            add("gdr_disabled", "gdr", line, hcas=hcas, reason=m.group(4) or "")
             continue
         if level != "WARN":
             continue
@@ -296,7 +307,8 @@ def diagnose(lines: Iterable[str], *, ib_expected: bool) -> list[NcclIssue]:
         elif m := _CONNECT_OLD.search(text):
             add("socket_connect", "", line, error=m.group(1).strip())
         elif m := _CONNECT_GAVE_UP.search(text):
-            add("socket_connect", "", line, error=f"connection {'refused' if m.group(2) == 'retries' else 'timed out'} {m.group(3)} times")
+            what = "refused" if m.group(2) == "retries" else "timed out"
+            add("socket_connect", "", line, error=f"connection {what} {m.group(3)} times")
         elif m := _COMPLETION.search(text):
             add("ib_error", f"completion:{m.group(2)}", line, peer=m.group(1) or "", status=m.group(2))
         else:
@@ -304,33 +316,38 @@ def diagnose(lines: Iterable[str], *, ib_expected: bool) -> list[NcclIssue]:
 
     issues = [_describe(kind, key, groups[(kind, key)], details[(kind, key)]) for kind, key in groups]
     issues += _network_choice(lines, ib_expected, env, no_ib_device, no_verbs)
-    issues += [_issue("warn", f"NCCL warned: {text}", "look the message up in NCCL's troubleshooting guide "
-                      "(https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html) "
-                      "and rerun with NCCL_DEBUG=INFO for context", found) for text, found in unknown.items()]
+    issues += [_issue("warn", f"NCCL warned: {text}", _WARN_FIX, found) for text, found in unknown.items()]
     return issues
 
 
 def _describe(kind: str, key: str, evidence: list[str], info: dict[str, str]) -> NcclIssue:
+    """One issue from the lines grouped under (kind, key) and what they named."""
     if kind == "shm":
         where = info.get("path", "/dev/shm")
         size = f" ({info['size']} bytes)" if "size" in info else ""
         error = f": {info['error']}" if "error" in info else ""
         if key == "attach":
-            return _issue(kind, f"NCCL could not attach to shared memory segment {where}{size}{error}", _SHM_ATTACH_FIX, evidence)
-        return _issue(kind, f"NCCL could not create shared memory segment {where}{size} in /dev/shm{error}", _SHM_FIX, evidence)
+            message = f"NCCL could not attach to shared memory segment {where}{size}{error}"
+            return _issue(kind, message, _SHM_ATTACH_FIX, evidence)
+        message = f"NCCL could not create shared memory segment {where}{size} in /dev/shm{error}"
+        return _issue(kind, message, _SHM_FIX, evidence)
     if kind == "memlock":
-        return _issue(kind, f"InfiniBand memory registration failed ({info.get('call', 'ibv_reg_mr')}: cannot pin memory); "
-                      "the locked-memory limit (ulimit -l) is too low", _MEMLOCK_FIX, evidence)
+        message = (f"InfiniBand memory registration failed ({info.get('call', 'ibv_reg_mr')}: "
+                   "cannot pin memory); the locked-memory limit (ulimit -l) is too low")
+        return _issue(kind, message, _MEMLOCK_FIX, evidence)
     if kind == "socket_connect":
         target = f" to {info['address']}" if "address" in info else ""
-        return _issue(kind, f"NCCL could not open a TCP connection{target}: {info.get('error', 'failed')}", _CONNECT_FIX, evidence)
+        message = f"NCCL could not open a TCP connection{target}: {info.get('error', 'failed')}"
+        return _issue(kind, message, _CONNECT_FIX, evidence)
     if kind == "gdr_disabled":
         reason = f" ({info['reason']})" if "reason" in info else ""
-        return _issue(kind, f"GPUDirect RDMA is disabled for HCA {key}{reason}: inter-node traffic is staged through host memory",
-                      _GDR_FIX, evidence)
+        message = (f"GPUDirect RDMA is disabled for HCA {info.get('hcas', '?')}{reason}: "
+                   "inter-node traffic is staged through host memory")
+        return _issue(kind, message, _GDR_FIX, evidence)
     if "status" in info:
         peer = f" from peer {info['peer']}" if "peer" in info else ""
-        return _issue(kind, f"InfiniBand work completion{peer} failed with status {info['status']}", _IB_FIX, evidence)
+        message = f"InfiniBand work completion{peer} failed with status {info['status']}"
+        return _issue(kind, message, _IB_FIX, evidence)
     error = f" with {info['error']}" if "error" in info else ""
     return _issue(kind, f"InfiniBand verbs call {info.get('call')} failed{error}", _IB_FIX, evidence)
 
