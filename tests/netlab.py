@@ -305,6 +305,7 @@ class LabHost:
     port: int  # 22
     namespace: str  # network namespace name (pflab<rid>n1)
     hostkey: Path  # private host key; the public one is hostkey + ".pub"
+    veth: str = ""  # the root-namespace end of the host's link (its eth0 is the other end)
 
 
 @dataclass
@@ -319,6 +320,7 @@ class Lab:
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _rotated: set[str] = field(default_factory=set, repr=False)
     _blocked: set[str] = field(default_factory=set, repr=False)
+    _shaped: set[str] = field(default_factory=set, repr=False)
 
     # -- lookup
     def host(self, which: LabHost | str | int) -> LabHost:
@@ -422,6 +424,38 @@ class Lab:
         self.run(h, ["iptables", "-F", "INPUT"])
         self._blocked.discard(h.name)
 
+    def rate_limit(self, host: LabHost | str | int, rate: str = "1gbit") -> None:
+        """Slow the host's link both ways with a token bucket (``tc tbf``; this kernel has no netem):
+        towards the host on its root-side veth, from the host on its eth0."""
+        h = self.host(host)
+        self._shaped.add(h.name)
+        tbf = ["tbf", "rate", rate, "burst", "128kb", "latency", "20ms"]
+        for argv in (["tc", "qdisc", "replace", "dev", h.veth, "root", *tbf],
+                     ["ip", "netns", "exec", h.namespace, "tc", "qdisc", "replace", "dev", "eth0", "root", *tbf]):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError(f"tc in {h.name}: {r.stderr.strip()}")
+
+    def unshape(self, host: LabHost | str | int) -> None:
+        h = self.host(host)
+        subprocess.run(["tc", "qdisc", "del", "dev", h.veth, "root"], capture_output=True, timeout=30)
+        self.run(h, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+        self._shaped.discard(h.name)
+
+    def processes(self, host: LabHost | str | int, marker: str) -> list[str]:
+        """Command lines of processes in the host's network namespace that contain ``marker``."""
+        h = self.host(host)
+        r = subprocess.run(["ip", "netns", "pids", h.namespace], capture_output=True, text=True, timeout=30)
+        found = []
+        for pid in r.stdout.split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"{pid}: {cmdline[:120]}")
+        return found
+
     # -- client side
     def ssh_config(self, path: Path | str, extra: str = "") -> Path:
         """Write an OpenSSH client config with one ``Host hostN`` block per host; return its path.
@@ -458,6 +492,8 @@ class Lab:
         """Undo what tests did through the helpers: iptables rules, rotated keys, stopped sshds."""
         for h in self.hosts:
             self.unblock(h)
+            if h.name in self._shaped:
+                self.unshape(h)
             self.restore_host_key(h)
             self.start_sshd(h)
 
@@ -533,7 +569,7 @@ def _build_lab(tmp: Path, rid: str, n: int, fin: list) -> Lab:  # noqa: C901
             allow_users="root",
             permit_root="prohibit-password",
         )
-        hosts.append(LabHost(name, f"{SUBNET}.{i}", 22, ns, hostkey))
+        hosts.append(LabHost(name, f"{SUBNET}.{i}", 22, ns, hostkey, veth))
 
     known_hosts = ssh / "known_hosts"
     known_hosts.write_text("\n".join(known) + "\n")

@@ -137,7 +137,7 @@ def measure(launches: dict, facts_by_node: dict, options, master_addr: str, mast
     if backend == "nccl" and any(p.gpus == 0 for p in plans):
         raise InputError("--backend nccl: a node without GPUs; use --backend gloo or --cpu-ranks")
     largest = max(options.sizes or (GPU_SIZES if backend == "nccl" else CPU_SIZES))
-    expected = expected_busbw(list(facts_by_node.values()), backend, largest)
+    expected, missing = expected_busbw(list(facts_by_node.values()), backend, largest)
     status = console.status("benchmark: start", spinner="dots") if console.is_terminal else None
     if status:
         status.start()
@@ -148,6 +148,7 @@ def measure(launches: dict, facts_by_node: dict, options, master_addr: str, mast
         if status:
             status.stop()
     results.ib_nodes = [name for name, f in facts_by_node.items() if ib_rate_bps(f) > 0]
+    results.expected_missing = missing
     return results
 
 

@@ -59,9 +59,11 @@ def node_network(facts: NodeFacts, backend: str) -> tuple[float, str] | None:
     return mbps * 1e6 / 8, f"{name} on {facts.node} at {mbps} Mb/s (the interface {backend} uses there)"
 
 
-def expected_busbw(nodes: list[NodeFacts], backend: str, largest_bytes: int) -> Expectation | None:
-    """The expectation for the whole-cluster all-reduce at ``largest_bytes``, or None."""
+def expected_busbw(nodes: list[NodeFacts], backend: str, largest_bytes: int) -> tuple[Expectation | None, str]:
+    """The expectation for the whole-cluster all-reduce at ``largest_bytes`` (or None), and why
+    there is none when there is none."""
     candidates: list[Expectation] = []
+    missing = "gloo on one node: no sourced expectation" if backend != "nccl" else ""
     if backend == "nccl" and nodes:
         from preflight.bench.expectations import load_expectations
 
@@ -69,13 +71,20 @@ def expected_busbw(nodes: list[NodeFacts], backend: str, largest_bytes: int) -> 
         gpus = first.gpu.devices
         if gpus and gpus[0].name:
             nvlink = any((d.nvlink_up or 0) > 0 for d in gpus)
-            sourced = load_expectations(None).allreduce_busbw(gpus[0].name, len(gpus), nvlink, largest_bytes)
+            table = load_expectations(None)
+            sourced = table.allreduce_busbw(gpus[0].name, len(gpus), nvlink, largest_bytes)
             if sourced is not None:
                 candidates.append(Expectation(sourced.value, sourced.source, sourced.note))
+            else:
+                missing = table.why_no_allreduce(gpus[0].name, len(gpus), nvlink, largest_bytes)
     if len(nodes) > 1:
         links = [n for n in (node_network(f, backend) for f in nodes) if n is not None]
         if len(links) == len(nodes):
             value, description = min(links)
             candidates.append(Expectation(value, f"the slowest node's network: {description}",
                                           "a ring all-reduce sends every byte through each node's network"))
-    return min(candidates, key=lambda e: e.value) if candidates else None
+    if candidates:
+        return min(candidates, key=lambda e: e.value), ""
+    if len(nodes) > 1 and not missing:
+        missing = "no link speed known for every node's network interface"
+    return None, missing

@@ -88,6 +88,7 @@ class BenchResults:
     versions: dict[str, str] = field(default_factory=dict)  # node -> "torch X, NCCL Y"
     gpu_names: dict[str, str] = field(default_factory=dict)  # node -> GPU name
     expected_busbw: Expectation | None = None
+    expected_missing: str = ""  # why there is no expectation, when there is none
     expected_fraction: float = 0.8
     straggler_fraction: float = 0.6
     stage_seconds: dict[str, float] = field(default_factory=dict)  # stage -> when the last rank left it

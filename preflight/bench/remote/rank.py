@@ -200,7 +200,7 @@ class Bench:
             check = torch.full((count,), float(self.rank + 1), dtype=torch.float32, device=self.device)
             dist.all_reduce(check)
             wrong = int((check != expected_sum).sum().item())
-            del buf, check
+            buf = check = None  # free before the next size
             emit("size", bytes=count * 4, count=count, iters=iters, seconds=seconds, wrong=wrong)
             largest = (count * 4, seconds)
         return largest
@@ -242,7 +242,7 @@ class Bench:
                 buf = torch.zeros(count, dtype=torch.float32, device=self.device)
                 iters = self._iters_for(lambda: dist.all_reduce(buf, group=group), group)
                 times[i] = self._timed(lambda: dist.all_reduce(buf, group=group), iters, group)
-                del buf
+                buf = None
         dist.all_reduce(times, op=dist.ReduceOp.MAX)
         out = {}
         for i, (a, b) in enumerate(pairs):
@@ -318,7 +318,7 @@ def gpu_memory(torch, index, cfg):
     host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
     out["h2d_bps"] = size / _cuda_seconds(torch, lambda: dst.copy_(host, non_blocking=True), cfg["copy_iters"])
     out["d2h_bps"] = size / _cuda_seconds(torch, lambda: host.copy_(dst, non_blocking=True), cfg["copy_iters"])
-    del src, dst, host
+    src = dst = host = None  # free before the next GPU's turn
     torch.cuda.empty_cache()
     return out
 
