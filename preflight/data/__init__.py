@@ -1,0 +1,1 @@
+"""`preflight data`: fine-tuning data checked record by record and across splits, streamed."""

@@ -1,0 +1,271 @@
+"""Exact and near-duplicate detection in bounded memory: only hashes are kept, never records.
+
+Exact: the hash of the record's text after lower-casing and collapsing whitespace; one dict entry
+per distinct record.
+
+Near: MinHash over character n-grams (5 characters, 3 for text that is mostly CJK, which has no
+spaces to split words on), banded LSH to find candidate pairs, then the exact Jaccard similarity
+of the two n-gram sets confirms or rejects each candidate, so the threshold means what it says.
+The signature is one-permutation MinHash (Li, Owen & Zhang 2012): the n-gram hashes are sorted
+once and split into 128 bins by their top bits, the minimum of each bin being the first of its
+range; empty bins (short texts) are filled from the next bin to the right (rotation
+densification, Shrivastava & Li 2014). Per record this costs one sort, in C, instead of 128 hash
+passes. Bands x rows are chosen so that a pair exactly at the threshold becomes a candidate with
+probability >= 0.99 (datasketch's defaults put the S-curve's midpoint above the threshold, and
+miss pairs just over it). What is kept per record: one 8-byte key per band.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+BINS = 128
+SHINGLE = 5
+SHINGLE_CJK = 3
+CJK_SHARE = 0.3  # a text with this share of CJK characters is shingled by 3
+RECALL_AT_THRESHOLD = 0.99
+_SHIFT = 64 - 7  # 2**7 == BINS: the top 7 bits of a signed 64-bit hash pick its bin
+_BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -64..63, in order
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def normalise(text: str) -> str:
+    """Lower-cased, whitespace runs as one space: the text two duplicates share."""
+    return " ".join(text.lower().split())
+
+
+def bands_rows(threshold: float, bins: int = BINS) -> tuple[int, int]:
+    """The most rows per band (fewest false candidates) that still make a pair at exactly
+    ``threshold`` a candidate with probability >= ``RECALL_AT_THRESHOLD``: 1 - (1 - t^r)^b."""
+    best = (bins, 1)
+    for rows in range(1, bins + 1):
+        bands = bins // rows
+        if 1 - (1 - threshold**rows) ** bands >= RECALL_AT_THRESHOLD:
+            best = (bands, rows)
+    return best
+
+
+def shingle_size(text: str) -> int:
+    """5 characters, or 3 for a text that is mostly CJK (no spaces; one character carries about
+    what a short word does)."""
+    if not text.isascii() and len(_CJK.findall(text)) >= CJK_SHARE * len(text):
+        return SHINGLE_CJK
+    return SHINGLE
+
+
+def shingles(text: str) -> set[int]:
+    """Hashes of the character n-grams of a normalised text."""
+    n = shingle_size(text)
+    if len(text) <= n:
+        return {hash(text)}
+    return set(map(hash, {text[i:i + n] for i in range(len(text) - n + 1)}))
+
+
+def signature(hashes: Iterable[int]) -> list[int]:
+    """One-permutation MinHash of a set of 64-bit hashes: the minimum of each of ``BINS`` bins."""
+    ordered = sorted(hashes)
+    bins = list(map(_SHIFT.__rrshift__, ordered))  # h >> _SHIFT, in C
+    firsts = dict(zip(reversed(bins), reversed(ordered)))  # the smallest hash of each bin wins
+    values = list(map(firsts.get, _BIN_IDS))
+    if len(firsts) < BINS:  # rotation densification: an empty bin borrows the next one's minimum
+        filled = values[:]
+        nxt, distance = 0, 0
+        for i in range(2 * BINS - 1, -1, -1):  # right to left, twice round: the first lap finds a value
+            v = values[i % BINS]
+            if v is not None:
+                nxt, distance = v, 0
+            else:
+                distance += 1
+                if i < BINS:
+                    filled[i] = hash((nxt, distance))
+        return filled
+    return values
+
+
+def jaccard(a: set[int], b: set[int]) -> float:
+    if not a and not b:
+        return 1.0
+    common = len(a & b)
+    return common / (len(a) + len(b) - common)
+
+
+@dataclass
+class ExactIndex:
+    """Hash of the normalised text -> the first record with it."""
+
+    first: dict[int, int] = field(default_factory=dict)
+
+    def add(self, key: int, index: int) -> int | None:
+        """The earlier record with the same key, or None when this is the first."""
+        first = self.first.setdefault(key, index)
+        return None if first == index else first
+
+
+@dataclass
+class LshIndex:
+    """Band keys of every record of one split, column by column (8 bytes a band a record)."""
+
+    bands: int
+    rows: int
+    ids: array = field(default_factory=lambda: array("q"))
+    keys: list[array] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.keys = [array("q") for _ in range(self.bands)]
+
+    def add_batch(self, indices: list[int], texts: list[str]) -> None:
+        """Band keys of a batch of normalised texts (with numpy when installed: about 10x faster)."""
+        if not texts:
+            return
+        self.ids.extend(indices)
+        try:
+            import numpy  # noqa: F401 - optional, the fast path
+        except ImportError:
+            r = self.rows
+            for text in texts:
+                sig = signature(shingles(text))
+                for band, column in enumerate(self.keys):
+                    column.append(hash(tuple(sig[band * r:(band + 1) * r])))
+            return
+        keys = _band_keys_numpy(texts, self.bands, self.rows)
+        for band, column in enumerate(self.keys):
+            column.frombytes(keys[:, band].tobytes())
+
+    def candidates(self) -> set[tuple[int, int]]:
+        """Pairs ``(later, first)``: records sharing a band with the first record of its bucket."""
+        pairs: set[tuple[int, int]] = set()
+        ids = self.ids
+        for column in self.keys:
+            if len(set(column)) == len(column):
+                continue
+            repeated = {k for k, c in Counter(column).items() if c > 1}
+            first: dict[int, int] = {}
+            for pos, key in enumerate(column):
+                if key in repeated:
+                    rep = first.setdefault(key, ids[pos])
+                    if rep != ids[pos]:
+                        pairs.add((ids[pos], rep))
+        return pairs
+
+    def candidates_against(self, other: LshIndex) -> set[tuple[int, int]]:
+        """Pairs ``(mine, theirs)`` sharing a band: this split's records near ``other``'s."""
+        pairs: set[tuple[int, int]] = set()
+        for mine, theirs in zip(self.keys, other.keys):
+            common = set(mine).intersection(theirs)
+            if not common:
+                continue
+            where: dict[int, int] = {}
+            for pos, key in enumerate(theirs):
+                if key in common:
+                    where.setdefault(key, other.ids[pos])
+            for pos, key in enumerate(mine):
+                if key in common:
+                    pairs.add((self.ids[pos], where[key]))
+        return pairs
+
+
+def confirm(
+    pairs: set[tuple[int, int]],
+    texts_a: Iterator[tuple[int, str]],
+    texts_b: Iterator[tuple[int, str]] | None,
+    threshold: float,
+) -> list[tuple[int, int, float]]:
+    """The candidate pairs whose exact n-gram Jaccard similarity is >= ``threshold``.
+
+    ``texts_a`` yields ``(index, normalised text)`` of the records named first in the pairs, in
+    index order; ``texts_b`` those named second (None: the same split, second < first). Only the
+    n-gram sets still needed are held."""
+    if not pairs:
+        return []
+    by_first: dict[int, list[int]] = {}
+    for a, b in pairs:
+        by_first.setdefault(a, []).append(b)
+    wanted_b = {b for _, b in pairs}
+    cache: dict[int, set[int]] = {}
+    if texts_b is not None:  # another split: hold the partners first
+        for index, text in texts_b:
+            if index in wanted_b:
+                cache[index] = shingles(text)
+    uses = Counter(b for _, b in pairs)
+    confirmed = []
+    for index, text in texts_a:
+        partners = by_first.get(index)
+        if partners is None and (texts_b is not None or index not in wanted_b):
+            continue
+        mine = shingles(text)
+        if texts_b is None and index in wanted_b:
+            cache[index] = mine
+        for b in partners or ():
+            similarity = jaccard(mine, cache[b])
+            if similarity >= threshold:
+                confirmed.append((index, b, similarity))
+            uses[b] -= 1
+            if not uses[b]:
+                del cache[b]
+    confirmed.sort()
+    return confirmed
+
+
+# --------------------------------------------------------------------------------------------
+# the same signature, vectorised over a batch of texts with numpy
+
+_MIX1, _MIX2, _PRIME = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x100000001B3
+
+
+def _fmix(h):  # noqa: ANN001, ANN202 - numpy uint64 arrays; MurmurHash3's 64-bit finaliser
+    h ^= h >> 33
+    h *= _MIX1
+    h ^= h >> 33
+    h *= _MIX2
+    h ^= h >> 33
+    return h
+
+
+def _band_keys_numpy(texts: list[str], bands: int, rows: int):  # noqa: ANN202 - numpy int64 (n, bands)
+    import numpy as np
+
+    sizes = [shingle_size(t) for t in texts]
+    padded = [t if len(t) >= n else t + "\x00" * (n - len(t)) for t, n in zip(texts, sizes)]
+    lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+    codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    total = len(codes)
+    starts = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    record = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    offset = np.arange(total, dtype=np.int64) - starts[record]
+    n_at = np.repeat(np.asarray(sizes, dtype=np.int64), lengths)
+    ext = np.concatenate([codes, np.zeros(SHINGLE, dtype=np.uint64)])
+    prime = np.uint64(_PRIME)
+    h3 = ext[:total].copy()
+    for k in (1, 2):
+        h3 = h3 * prime + ext[k:total + k]
+    h5 = h3.copy()
+    for k in (3, 4):
+        h5 = h5 * prime + ext[k:total + k]
+    h = np.where(n_at == SHINGLE_CJK, h3, h5) + n_at.astype(np.uint64)
+    h = _fmix(h)
+    valid = offset <= lengths[record] - n_at
+    h, record = h[valid], record[valid]
+    key = record * BINS + (h >> np.uint64(64 - 7)).astype(np.int64)
+    table = np.full(len(texts) * BINS, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(table, key, h)
+    table = table.reshape(len(texts), BINS)
+    empty = table == np.iinfo(np.uint64).max
+    if empty.any():  # rotation densification, as in signature()
+        twice = np.concatenate([table, table], axis=1)
+        where = np.where(np.concatenate([~empty, ~empty], axis=1), np.arange(2 * BINS), 2 * BINS)
+        nearest = np.minimum.accumulate(where[:, ::-1], axis=1)[:, ::-1][:, :BINS]
+        distance = (nearest - np.arange(BINS)).astype(np.uint64)
+        borrowed = np.take_along_axis(twice, nearest, axis=1)
+        table = np.where(empty, _fmix(borrowed + distance * np.uint64(_MIX2)), table)
+    keys = np.empty((len(texts), bands), dtype=np.uint64)
+    for band in range(bands):
+        k = table[:, band * rows].copy()
+        for row in range(1, rows):
+            k = k * prime + table[:, band * rows + row]
+        keys[:, band] = _fmix(k)
+    return keys.view(np.int64)

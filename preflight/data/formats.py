@@ -1,0 +1,217 @@
+"""Which shape the records have (alpaca, ShareGPT, OpenAI/TRL messages, plain text) and which keys
+and role names carry what: detected from the first records, forced with ``--format``, or taken
+from a LLaMA-Factory ``dataset_info.json`` entry.
+
+Sources: LLaMA-Factory ``data/README.md`` (alpaca columns ``instruction/input/output/system/
+history``; ShareGPT ``conversations`` with ``from``/``value`` and the tags ``human``, ``gpt``,
+``observation``, ``function_call``, ``system``); OpenAI chat fine-tuning and TRL ``messages`` with
+``role``/``content`` and roles ``system, user, assistant, tool, function``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import InputError
+
+FORMATS = ("alpaca", "sharegpt", "messages", "text")
+DETECT_RECORDS = 200  # records looked at to detect the format
+
+# a role's class: U the user side, A the assistant side, C an assistant tool call, T a tool
+# result (the user side of a tool exchange), S the system prompt
+MESSAGE_ROLES = {"user": "U", "assistant": "A", "system": "S", "tool": "T", "function": "T", "ipython": "T",
+                 "developer": "S"}
+SHAREGPT_ROLES = {"human": "U", "gpt": "A", "system": "S", "observation": "T", "function_call": "C"}
+# keys commonly carried beside the sample; not worth a finding
+METADATA_KEYS = frozenset({"id", "idx", "uid", "source", "category", "lang", "language", "meta", "metadata",
+                           "dataset", "task", "tags", "label", "split", "tools", "images", "videos", "audios",
+                           "score", "domain", "type", "name"})
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What to read from each record. ``roles`` maps a role name to its class (see above)."""
+
+    format: str
+    how: str  # how it was decided, for the report
+    # alpaca
+    prompt: str = "instruction"
+    query: str = "input"
+    response: str = "output"
+    history: str = "history"
+    system: str = "system"
+    # chat
+    messages: str = "messages"
+    role: str = "role"
+    content: str = "content"
+    roles: dict[str, str] = field(default_factory=lambda: dict(MESSAGE_ROLES))
+    # text
+    text: str = "text"
+
+    @property
+    def known_keys(self) -> frozenset[str]:
+        if self.format == "alpaca":
+            own = {self.prompt, self.query, self.response, self.history, self.system}
+        elif self.format == "text":
+            own = {self.text}
+        else:
+            own = {self.messages, self.system}
+        return frozenset(own) | METADATA_KEYS
+
+    @property
+    def message_keys(self) -> frozenset[str]:
+        return frozenset({self.role, self.content, "name", "weight", "tool_calls", "tool_call_id",
+                          "function_call", "thinking", "reasoning_content", "loss"})
+
+    def to_json(self) -> dict[str, Any]:
+        if self.format == "alpaca":
+            keys = {"prompt": self.prompt, "query": self.query, "response": self.response,
+                    "history": self.history, "system": self.system}
+        elif self.format == "text":
+            keys = {"text": self.text}
+        else:
+            keys = {"messages": self.messages, "role": self.role, "content": self.content,
+                    "roles": dict(self.roles)}
+        return {"format": self.format, "how": self.how, "keys": keys}
+
+
+def _chat_schema(fmt: str, how: str, key: str, first_message: dict | None) -> Schema:
+    """A chat schema whose role/content tags come from the first message seen."""
+    if first_message is not None and "from" in first_message:
+        return Schema(fmt, how, messages=key, role="from", content="value", roles=dict(SHAREGPT_ROLES))
+    return Schema(fmt, how, messages=key, role="role", content="content", roles=dict(MESSAGE_ROLES))
+
+
+def _vote(record: Any) -> tuple[str, Schema] | None:
+    if not isinstance(record, dict):
+        return None
+    for key in ("messages", "conversations", "conversation"):
+        value = record.get(key)
+        if isinstance(value, list):
+            first = next((m for m in value if isinstance(m, dict)), None)
+            fmt = "sharegpt" if first is not None and "from" in first else "messages"
+            return fmt, _chat_schema(fmt, "", key, first)
+    if "instruction" in record and "output" in record:
+        return "alpaca", Schema("alpaca", "")
+    if "prompt" in record and ("completion" in record or "response" in record):
+        response = "completion" if "completion" in record else "response"
+        return "alpaca", Schema("alpaca", "", prompt="prompt", query="(none)", response=response)
+    if "instruction" in record and "response" in record:
+        return "alpaca", Schema("alpaca", "", response="response")
+    if "question" in record and "answer" in record:
+        return "alpaca", Schema("alpaca", "", prompt="question", query="(none)", response="answer")
+    if isinstance(record.get("text"), str):
+        return "text", Schema("text", "")
+    return None
+
+
+def detect(records: list[Any], forced: str, source: str) -> Schema:
+    """The schema of the first records: the most common shape among them. ``forced`` (from
+    ``--format``) picks the family; the key and role names still come from the records."""
+    votes: Counter[str] = Counter()
+    schemas: dict[str, Schema] = {}
+    keys: Counter[str] = Counter()
+    for record in records:
+        if isinstance(record, dict):
+            keys.update(str(k) for k in record)
+        vote = _vote(record)
+        if vote is not None:
+            votes[vote[0]] += 1
+            schemas.setdefault(vote[0], vote[1])
+    if forced != "auto":
+        if forced in schemas:
+            return replace(schemas[forced], how="--format")
+        twin = {"sharegpt": "messages", "messages": "sharegpt"}.get(forced)
+        if twin in schemas:  # ShareGPT-style with role/content, or messages with from/value
+            return replace(schemas[twin], format=forced, how="--format")
+        defaults = {"alpaca": Schema("alpaca", "--format"),
+                    "sharegpt": Schema("sharegpt", "--format", messages="conversations", role="from",
+                                       content="value", roles=dict(SHAREGPT_ROLES)),
+                    "messages": Schema("messages", "--format"),
+                    "text": Schema("text", "--format")}
+        return defaults[forced]
+    if not votes:
+        seen = ", ".join(k for k, _ in keys.most_common(8)) or "no JSON objects"
+        raise InputError(f"cannot tell the format from the first records (keys: {seen}); "
+                         "pass --format alpaca|sharegpt|messages|text", source=source)
+    fmt, count = votes.most_common(1)[0]
+    looked = len(records)
+    return replace(schemas[fmt], how=f"detected: {count} of the first {looked} records look like {fmt}")
+
+
+# --------------------------------------------------------------------------------------------
+# LLaMA-Factory dataset_info.json
+
+
+def from_dataset_info(info_path: Path, name: str | None) -> tuple[Path, Schema]:
+    """The data file and schema of one ``dataset_info.json`` entry (``name``, or the only local one)."""
+    source = str(info_path)
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"not valid JSON: {exc}", source=source) from None
+    if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
+        raise InputError("expected an object of dataset entries", source=source)
+    local = [n for n, e in info.items() if "file_name" in e]
+    if name is None:
+        if len(local) != 1:
+            listed = ", ".join(local[:10]) or "none"
+            raise InputError(f"pass --dataset NAME to pick an entry (local ones: {listed})", source=source)
+        name = local[0]
+    entry = info.get(name)
+    if entry is None:
+        raise InputError(f"Undefined dataset {name} in dataset_info.json", source=source)
+    if "file_name" not in entry:
+        where = next((k for k in ("hf_hub_url", "ms_hub_url", "script_url", "cloud_file_name") if k in entry), "?")
+        raise InputError(f"entry {name!r} is remote ({where}); download it and check the file", source=source)
+    data_path = info_path.parent / str(entry["file_name"])
+    return data_path, schema_from_entry(entry, f"{info_path.name} entry {name!r}", source)
+
+
+def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in ("alpaca", "sharegpt", "openai"):
+        raise InputError(f"formatting {formatting!r}: expected alpaca or sharegpt", source=source)
+    columns = entry.get("columns") or {}
+    tags = entry.get("tags") or {}
+    if not isinstance(columns, dict) or not isinstance(tags, dict):
+        raise InputError("columns and tags must be objects", source=source)
+    if formatting == "alpaca":
+        return Schema("alpaca", how, prompt=columns.get("prompt", "instruction"), query=columns.get("query", "input"),
+                      response=columns.get("response", "output"), history=columns.get("history", "history"),
+                      system=columns.get("system", "system"))
+    default = SHAREGPT_ROLES if formatting == "sharegpt" else MESSAGE_ROLES
+    role_tag = tags.get("role_tag", "from" if formatting == "sharegpt" else "role")
+    content_tag = tags.get("content_tag", "value" if formatting == "sharegpt" else "content")
+    names = {"user_tag": "U", "assistant_tag": "A", "observation_tag": "T", "function_tag": "C", "system_tag": "S"}
+    roles = dict(default)
+    for tag, cls in names.items():
+        if tag in tags:
+            roles = {k: v for k, v in roles.items() if v != cls}
+            roles[str(tags[tag])] = cls
+    return Schema("sharegpt" if formatting == "sharegpt" else "messages", how,
+                  messages=columns.get("messages", "conversations"), system=columns.get("system", "system"),
+                  role=role_tag, content=content_tag, roles=roles)
+
+
+def matching_entry(data_path: Path) -> tuple[str, dict[str, Any]] | None:
+    """The entry of a ``dataset_info.json`` beside ``data_path`` whose ``file_name`` is that file."""
+    info_path = data_path.parent / "dataset_info.json"
+    if not info_path.is_file() or info_path == data_path:
+        return None
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None  # not ours to judge here; the data file is still checked with detection
+    if not isinstance(info, dict):
+        return None
+    for name, entry in info.items():
+        if isinstance(entry, dict) and str(entry.get("file_name", "")) == data_path.name:
+            return name, entry
+    return None

@@ -1,0 +1,293 @@
+"""Read a data file as a stream of raw records, each with its line (or index) and parse error.
+
+Formats: JSONL, a JSON array (streamed item by item, with the line each item starts on), CSV/TSV
+and Parquet (through ``pyarrow``, the ``[parquet]`` extra). Nothing is held but the current
+record: a multi-gigabyte file is read in bounded memory. A line that is not JSON is a record with
+an ``error`` (a finding, the rest of the file is still read); a file that cannot be read at all is
+an :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import InputError
+
+CHUNK = 1 << 20  # characters read at a time from a JSON array
+PROGRESS_EVERY = 4096  # records between progress callbacks
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One record as read: ``value`` is the parsed object, or None with ``error`` set."""
+
+    index: int  # 0-based position among the file's records
+    line: int | None  # 1-based line the record starts on (None for Parquet)
+    value: Any
+    error: str | None = None
+
+
+def _json_loads() -> Callable[[bytes], Any]:
+    """orjson when installed (``[fast]``), else the standard parser. orjson rejects NaN and
+    Infinity, which Python's json writes and reads: those lines fall back to the standard one."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    fast = orjson.loads
+
+    def loads(data: bytes) -> Any:
+        try:
+            return fast(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data)
+
+    return loads
+
+
+def kind_of(path: Path) -> str:
+    """jsonl, json, csv, tsv or parquet, from the extension and, for .json or none, the content."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".parquet"):
+        return suffix[1:]
+    if suffix in (".arrow",):
+        raise InputError("Arrow files are not read yet; convert to Parquet or JSONL", source=str(path))
+    head = _head(path)
+    if head.startswith("["):
+        return "json"
+    if head.startswith("{"):
+        _looks_like_lines(path)
+        return "jsonl"  # a JSONL file named .json, which LLaMA-Factory and datasets accept
+    if suffix == ".json":
+        raise InputError("expected a JSON array of records or JSON lines", source=str(path), line=1)
+    raise InputError("unknown data format (use .jsonl, .json, .csv, .tsv or .parquet)", source=str(path))
+
+
+def _head(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(4096)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    if not data.strip():
+        raise InputError("empty file: no records", source=str(path))
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+
+
+def _looks_like_lines(path: Path) -> None:
+    """One pretty-printed JSON object is not JSON lines: rather than an invalid-JSON finding on
+    every line, one error. A file whose first two lines both fail to parse is taken for that."""
+    loads = _json_loads()
+    failed = 0
+    with path.open("rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                loads(raw.lstrip(b"\xef\xbb\xbf"))
+                return
+            except (ValueError, RecursionError):
+                failed += 1
+                if failed == 2:
+                    break
+    if failed == 2:
+        raise InputError("one JSON object, not JSON lines or an array of records "
+                         "(a LLaMA-Factory dataset_info.json? pass it with --dataset NAME)", source=str(path), line=1)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError("no such file", source=str(path))
+    if path.is_dir():
+        raise InputError("is a folder; give a data file", source=str(path))
+
+
+def read_records(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[Raw]:
+    """Every record of ``path`` in order; ``progress(bytes_read)`` is called now and then."""
+    _check_readable(path)
+    kind = kind_of(path)
+    if kind == "jsonl":
+        return _jsonl(path, progress)
+    if kind == "json":
+        return _json_array(path, progress)
+    if kind in ("csv", "tsv"):
+        return _csv(path, "\t" if kind == "tsv" else ",", progress)
+    return _parquet(path, progress)
+
+
+def _jsonl(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+    loads = _json_loads()
+    index = 0
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    with f:
+        for number, line in enumerate(f, 1):
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            try:
+                value = loads(line)
+            except (ValueError, RecursionError) as exc:
+                if not line.strip():
+                    continue  # blank lines separate nothing in JSONL; trainers skip them too
+                yield Raw(index, number, None, _json_error(exc))
+            else:
+                yield Raw(index, number, value)
+            index += 1
+            if progress is not None and not index % PROGRESS_EVERY:
+                progress(f.tell())
+    if index == 0:
+        raise InputError("no records (only blank lines)", source=str(path))
+
+
+def _json_error(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    text = str(exc).split(": line ")[0]
+    column = getattr(exc, "colno", None)
+    if column is None and ": line " in str(exc):
+        column = str(exc).rsplit(" column ", 1)[-1].split(" ")[0]
+    return f"invalid JSON: {text}" + (f" (column {column})" if column else "")
+
+
+def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+    """A JSON array, item by item (``raw_decode`` on a sliding window), so a multi-gigabyte array
+    is never held whole. A syntax error ends the file: everything after it is unreadable."""
+    decoder = json.JSONDecoder()
+    source = str(path)
+    try:
+        f = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    with f:
+        buf, eof, pos, line, consumed = "", False, 0, 1, 0
+
+        def more() -> bool:
+            nonlocal buf, pos, eof
+            try:
+                chunk = f.read(CHUNK)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"not UTF-8 text (near character {consumed + len(buf) + exc.start})",
+                                 source=source) from None
+            if not chunk:
+                eof = True
+                return False
+            buf = buf[pos:] + chunk
+            pos = 0
+            return True
+
+        def skip_ws() -> str:
+            """The next non-blank character (``""`` at the end), counting lines."""
+            nonlocal pos, line, consumed
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf):
+                    return buf[pos]
+                consumed += pos
+                if not more():
+                    return ""
+
+        more()
+        if skip_ws() != "[":
+            raise InputError("expected a JSON array of records", source=source, line=line)
+        pos += 1
+        index = 0
+        if skip_ws() == "]":
+            raise InputError("empty JSON array: no records", source=source, line=line)
+        while True:
+            start_line = line
+            while True:
+                try:
+                    value, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as exc:
+                    if eof or len(buf) - pos > 64 * CHUNK or not more():
+                        yield Raw(index, start_line + exc.lineno - 1, None,
+                                  f"invalid JSON: {exc.msg}; the rest of the array cannot be read")
+                        return
+                except RecursionError:
+                    yield Raw(index, start_line, None, "invalid JSON: nested too deeply")
+                    return
+            line += buf.count("\n", pos, end)
+            pos = end
+            yield Raw(index, start_line, value)
+            index += 1
+            if progress is not None and not index % PROGRESS_EVERY:
+                progress(f.buffer.tell())
+            after = skip_ws()
+            if after == ",":
+                pos += 1
+                skip_ws()
+                continue
+            if after == "]":
+                return
+            yield Raw(index, line, None, "invalid JSON: expected ',' or ']' between records; "
+                                         "the rest of the array cannot be read")
+            return
+
+
+def _csv(path: Path, delimiter: str, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+    import csv
+
+    source = str(path)
+    try:
+        f = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    with f:
+        reader = csv.DictReader(f, delimiter=delimiter, restkey="(extra cells)")
+        index, line = 0, 1
+        try:
+            if not reader.fieldnames:
+                raise InputError("no header row", source=source, line=1)
+            names = [n for n in reader.fieldnames if n]
+            if len(set(names)) != len(names):
+                raise InputError("a column name appears twice in the header", source=source, line=1)
+            line = reader.line_num + 1
+            for row in reader:
+                yield Raw(index, line, row)
+                index += 1
+                line = reader.line_num + 1
+                if progress is not None and not index % PROGRESS_EVERY:
+                    progress(f.buffer.tell())
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte {exc.start} of a chunk)", source=source, line=line) from None
+        except csv.Error as exc:
+            raise InputError(f"CSV: {exc}", source=source, line=reader.line_num or line) from None
+    if index == 0:
+        raise InputError("no records (a header and no rows)", source=source)
+
+
+def _parquet(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("reading Parquet needs pyarrow: pip install 'preflight-ml[parquet]'",
+                         source=str(path)) from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        raise InputError(f"not a readable Parquet file: {exc}", source=str(path)) from None
+    index = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                yield Raw(index, None, row)
+                index += 1
+            if progress is not None:
+                progress(int(path.stat().st_size * (index / max(parquet.metadata.num_rows, 1))))
+    except Exception as exc:  # noqa: BLE001 - a corrupt row group
+        raise InputError(f"Parquet: {exc} (after record {index})", source=str(path)) from None
+    if index == 0:
+        raise InputError("no records (an empty table)", source=str(path))

@@ -1,0 +1,146 @@
+"""One streaming pass over one split: read, detect the format, check each record, count tokens,
+keep the hashes duplicate and leakage detection need, and the statistics. Records are dropped as
+soon as they are checked; what stays is a few integers per record.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+
+from preflight.data.dedup import ExactIndex, LshIndex, normalise
+from preflight.data.formats import DETECT_RECORDS, Schema, detect
+from preflight.data.readers import read_records
+from preflight.data.records import Problem, Sample, check_record
+from preflight.data.rules import RULES, Hits, Status
+from preflight.data.stats import SplitStats
+from preflight.data.text_quality import quality_problems
+from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
+
+NEAR_BATCH = 2048  # texts signed at once (bounded memory)
+_BREAKS = frozenset(r.id for r in RULES.values() if r.status == Status.FAIL and r.id != "data.leakage")
+
+
+@dataclass
+class ScanOptions:
+    format: str = "auto"
+    schema: Schema | None = None  # from dataset_info.json
+    max_tokens: int | None = None
+    counter: TokenCounter | None = None
+    near: tuple[int, int] | None = None  # (bands, rows), None: no near-duplicate detection
+    prompt_keys: bool = False  # keep prompt hashes (train, when an eval split follows)
+    train_prompts: dict[int, str] | None = None  # eval: the train split's prompt hashes
+
+
+@dataclass
+class SplitScan:
+    path: Path
+    schema: Schema
+    stats: SplitStats
+    dropped: set[int] = field(default_factory=set)  # broken records and exact repeats (--fix)
+    lsh: LshIndex | None = None
+    prompts: dict[int, str] = field(default_factory=dict)  # prompt hash -> where (train)
+    leaked: set[int] = field(default_factory=set)  # eval records whose prompt is in train
+    lines: array = field(default_factory=lambda: array("q"))  # index -> line (-1: none)
+
+    def where(self, index: int) -> str:
+        line = self.lines[index]
+        return where(self.path.name if self.name is None else self.name, None if line < 0 else line, index)
+
+    name: str | None = None
+
+
+def where(name: str, line: int | None, index: int) -> str:
+    """``file:line``, or ``file[index]`` (0-based) where there are no lines (Parquet)."""
+    return f"{name}:{line}" if line is not None else f"{name}[{index}]"
+
+
+def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
+               progress: Callable[[int], None] | None = None) -> SplitScan:
+    records = read_records(path, progress)
+    head = list(islice(records, DETECT_RECORDS))
+    schema = options.schema or detect([r.value for r in head if r.error is None], options.format, name)
+    scan = SplitScan(path, schema, SplitStats())
+    stats, dropped = scan.stats, scan.dropped
+    exact = ExactIndex()
+    lsh = LshIndex(*options.near) if options.near else None
+    scan.lsh = lsh
+    batch_ids: list[int] = []
+    batch_texts: list[str] = []
+    count = options.counter.count if options.counter else None
+    if count is None:
+        from preflight.data.tokens import estimate_tokens as count
+    max_tokens = options.max_tokens
+    train_prompts = options.train_prompts
+    keep_prompts = options.prompt_keys
+    prompts = scan.prompts
+    lines = scan.lines
+    scan.name = name
+    add_hit = hits.add
+    index = -1
+    for raw in chain(head, records):
+        index = raw.index
+        lines.append(-1 if raw.line is None else raw.line)
+        if raw.error is not None:
+            add_hit("data.invalid_json", where(name, raw.line, index), raw.error)
+            dropped.add(index)
+            continue
+        problems: list[Problem] = []
+        sample: Sample | None = check_record(raw.value, schema, problems)
+        if sample is not None:
+            full = sample.full
+            problems += quality_problems(full)
+            norm = normalise(full)
+            first = exact.add(hash(norm), index)
+            if first is None:
+                if lsh is not None:
+                    batch_ids.append(index)
+                    batch_texts.append(norm)
+                    if len(batch_texts) >= NEAR_BATCH:
+                        lsh.add_batch(batch_ids, batch_texts)
+                        batch_ids, batch_texts = [], []
+            else:
+                problems.append(("data.duplicate", f"same as {scan.where(first)}"))
+                dropped.add(index)
+            prompt_tokens = count(sample.prompt) + TEMPLATE_TOKENS_PER_TURN * sample.turns
+            answer_tokens = count(sample.answer)
+            if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
+                problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
+                                                  + truncation(prompt_tokens, answer_tokens, max_tokens)))
+            stats.add(sample.turns, prompt_tokens, answer_tokens, full, sample.answer)
+            if keep_prompts or train_prompts is not None:
+                key = hash(normalise(sample.user))
+                if keep_prompts:
+                    prompts.setdefault(key, where(name, raw.line, index))
+                if train_prompts is not None and key in train_prompts:
+                    problems.append(("data.leakage", f"prompt also in train at {train_prompts[key]}"))
+                    scan.leaked.add(index)
+        if problems:
+            at = where(name, raw.line, index)
+            for rule_id, detail in problems:
+                add_hit(rule_id, at, detail)
+                if rule_id in _BREAKS:
+                    dropped.add(index)
+    if lsh is not None:
+        lsh.add_batch(batch_ids, batch_texts)
+    stats.records = index + 1
+    return scan
+
+
+def texts_of(path: Path, schema: Schema, wanted: set[int]) -> Iterator[tuple[int, str]]:
+    """The normalised texts of the ``wanted`` records, re-read from the file (the confirmation pass
+    of near-duplicate detection)."""
+    if not wanted:
+        return
+    last = max(wanted)
+    for raw in read_records(path):
+        if raw.index > last:
+            return
+        if raw.index not in wanted or raw.error is not None:
+            continue
+        sample = check_record(raw.value, schema, [])
+        if sample is not None:
+            yield raw.index, normalise(sample.full)

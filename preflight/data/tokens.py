@@ -1,0 +1,94 @@
+"""Token counts: exact with a local tokenizer (``tokenizers`` or ``transformers``), else an
+estimate per script, always labelled as one.
+
+The estimate: 4 characters per token for ASCII text (OpenAI's rule of thumb for English, close
+to the LLaMA-3, Qwen2 and GPT-4 tokenizers on prose); 1 token per CJK character (Han, kana,
+hangul: LLaMA-3 and Qwen2 spend 0.7-1.5 tokens per Chinese character, older LLaMA-2 vocabularies
+up to 2, so 1 errs on neither side by much); 2 characters per token for other non-ASCII letters
+(Cyrillic, Greek, Arabic, accented Latin words split more often). Chat templates add tokens per
+turn (``<|im_start|>user\\n ... <|im_end|>\\n`` is 5 in ChatML): ``TEMPLATE_TOKENS_PER_TURN``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import InputError
+
+TEMPLATE_TOKENS_PER_TURN = 5
+ASCII_CHARS_PER_TOKEN = 4
+OTHER_CHARS_PER_TOKEN = 2
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimated tokens of ``text`` (see the module docstring for the rates and their sources)."""
+    n = len(text)
+    if text.isascii():
+        return (n + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN
+    cjk = len(_CJK.findall(text))
+    ascii_chars = len(text.encode("ascii", errors="ignore"))
+    other = n - cjk - ascii_chars
+    return cjk + (ascii_chars + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN + (
+        other + OTHER_CHARS_PER_TOKEN - 1) // OTHER_CHARS_PER_TOKEN
+
+
+@dataclass
+class TokenCounter:
+    """Counts tokens; ``exact`` says whether a real tokenizer does it."""
+
+    exact: bool
+    label: str  # "estimate (4 chars/token ASCII, 1/CJK character)" or the tokenizer's path
+    _encode: Any = None
+
+    def count(self, text: str) -> int:
+        if self._encode is None:
+            return estimate_tokens(text)
+        return self._encode(text)
+
+
+ESTIMATE = TokenCounter(False, "estimate: 4 ASCII characters or 1 CJK character per token, "
+                               f"+{TEMPLATE_TOKENS_PER_TURN} per turn")
+
+
+def load_tokenizer(path: Path) -> TokenCounter:
+    """A local tokenizer: a ``tokenizer.json`` (through ``tokenizers``) or a model folder (through
+    ``tokenizers``, else ``transformers`` with ``local_files_only``). Never downloads."""
+    source = str(path)
+    if not path.exists():
+        raise InputError("no such tokenizer file or folder", source=source)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        Tokenizer = None  # noqa: N806 - the class, when installed
+    if Tokenizer is not None and file.is_file():
+        try:
+            tok = Tokenizer.from_file(str(file))
+        except Exception as exc:  # noqa: BLE001 - the Rust side raises its own Exception type
+            raise InputError(f"not a tokenizer.json: {exc}", source=str(file)) from None
+        return TokenCounter(True, f"exact ({file})", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise InputError("--tokenizer needs the tokenizers or transformers package (pip install tokenizers)",
+                         source=source) from None
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ...
+        raise InputError(f"cannot load a tokenizer from it: {exc}".splitlines()[0], source=source) from None
+    return TokenCounter(True, f"exact ({path})", lambda t: len(tok.encode(t, add_special_tokens=False)))
+
+
+def truncation(prompt_tokens: int, answer_tokens: int, max_tokens: int) -> str:
+    """What a trainer does to a sample over ``max_tokens``. TRL's SFTTrainer keeps the start
+    (``truncation_mode="keep_start"``, ``max_length=1024`` by default), so the end goes, which is
+    the answer; LLaMA-Factory (``cutoff_len`` 2048) shortens prompt and answer in proportion;
+    Axolotl drops the sample (``excess_length_strategy: drop``)."""
+    over = prompt_tokens + answer_tokens - max_tokens
+    if prompt_tokens >= max_tokens:
+        return f"the prompt alone ({prompt_tokens}) fills the window: keeping the start leaves no answer token"
+    return f"keeping the start cuts the answer's last {over} of {answer_tokens} tokens"
