@@ -171,6 +171,7 @@ def _add_checks(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
 # The module defines ``add_arguments(parser)`` and ``run(args) -> exit code``; its import must be
 # light (heavy imports belong inside ``run``), because ``preflight --help`` builds every parser.
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("preflight.plan.command", "will the job fit: memory per GPU, layouts and their settings"),
     "data": ("preflight.data.command", "check fine-tuning data: broken records, duplicates, leakage, length, encoding"),
     "bench": ("preflight.bench.command", "all-reduce and memory benchmarks on this machine (GPUs, or --cpu-ranks N)"),
     "config": ("preflight.trainconfig.command", "check training configs (HF, LLaMA-Factory, Axolotl, DeepSpeed, Accelerate) at file:line"),

@@ -1,0 +1,415 @@
+"""Bytes per GPU for one training layout, broken down.
+
+Sources (``memory_formulas.md``): model states per ZeRO stage from Rajbhandari et al. 2020 (K = 12
+for mixed-precision Adam: fp32 master, momentum and variance; §1); activations per layer from
+Korthikanti et al. 2022 (Table 2: sbh(34 + 5as/h), its tensor-, sequence-parallel, selective and
+full-recompute rows, and the 1F1B first stage holding L layers' worth; §2); the Llama-style
+generalisation of the same tensor-by-tensor accounting (§2.6); QLoRA's NF4 with double
+quantisation at 4 + 8/64 + 32/(64·256) bits per weight (Dettmers et al. 2023, §3); 8-bit Adam at 2 B
+of state per parameter plus blockwise constants (bitsandbytes, block 2048); Adafactor's factored
+second moment, (rows + columns) per matrix and no momentum (Shazeer & Stern 2018, HF default).
+
+What is counted, per GPU:
+- ``parameters``: weights held on the GPU (trainable in the working dtype, frozen ones in theirs:
+  bf16, NF4, int8), divided by TP, by PP (the largest stage) and by the shard group under ZeRO-3/FSDP.
+- ``gradients``: one per trainable weight in the gradient dtype; sharded from ZeRO-2 on.
+- ``optimizer_states``: fp32 master copy (mixed precision) and the optimizer's moments; sharded from
+  ZeRO-1 on.
+- ``activations``: what the forward pass keeps for the backward pass, for the micro-batches in
+  flight, plus the loss's logits (fp32 upcast, log-softmax and their gradients).
+- ``buffers``: temporaries of the phase that peaks: ZeRO-3/FSDP gathered layers and the DDP
+  bucket copy of the gradients during forward/backward; the optimizer step's fp32 gradient or
+  update temporaries.
+- ``overhead``: CUDA context and libraries (1 GiB; the Ultra-Scale Playbook gives 1-2 GB), plus NCCL
+  buffers (0.5 GiB) when there is more than one GPU; not seen by ``torch.cuda.max_memory_allocated``.
+
+``total`` is the peak: parameters + optimizer states + the larger of the forward/backward phase
+(activations, plus gradients where DDP or DeepSpeed keeps them allocated, plus its buffers) and the
+optimizer-step phase (all gradients plus its buffers), plus overhead. The components therefore
+do not always add up to it; ``peak_phase`` says which phase set it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from math import ceil
+
+from preflight.errors import InputError
+from preflight.plan.model import ModelSpec
+from preflight.plan.params import (
+    BLOCK,
+    EMBED,
+    HEAD,
+    TensorGroup,
+    count,
+    freeze_trainable,
+    lora_params,
+)
+
+GIB = 2**30
+CONTEXT_BYTES = 1 * GIB
+NCCL_BYTES = GIB // 2
+
+METHODS = ("full", "freeze", "lora", "qlora", "qlora-8bit")
+PRECISIONS = ("fp32", "bf16", "fp16", "pure-bf16")
+OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
+SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp", "fsdp-hybrid")
+RECOMPUTE = ("none", "selective", "full")
+ATTENTION = ("flash", "eager")
+OFFLOAD = ("none", "optimizer", "all")
+
+NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8  # QLoRA §3: NF4 weights, double-quantised constants
+ADAM8_BYTES = 2 + 2 * 4 / 2048  # two 8-bit moments, one fp32 absmax per 2048-element block each
+ZERO3_SUB_GROUP = 10**9  # DeepSpeed stage3 sub_group_size: fp32 gradients are upcast per sub-group
+
+
+@dataclass(frozen=True)
+class Training:
+    """What is trained, and how: independent of the layout."""
+
+    method: str = "full"
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    seq_len: int = 2048
+    lora_rank: int = 8
+    lora_targets: str = "all"
+    trainable_layers: int = 2
+    attention: str = "flash"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the job is spread: data (dp), tensor (tp), pipeline (pp) and context (cp) parallel degrees."""
+
+    dp: int = 1
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    sp: bool = False
+    sharding: str = "none"
+    shard_group: int = 0  # fsdp-hybrid: GPUs sharing one copy (a node's worth); 0: all of dp
+    micro_batch: int = 1
+    grad_accum: int = 1
+    recompute: str = "none"
+    offload: str = "none"
+
+    @property
+    def world(self) -> int:
+        return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def shard(self) -> int:
+        """GPUs one copy of the model states is split across (ZeRO/FSDP)."""
+        if self.sharding == "none":
+            return 1
+        if self.sharding == "fsdp-hybrid" and self.shard_group:
+            return min(self.shard_group, self.dp * self.cp)
+        return self.dp * self.cp
+
+    @property
+    def zero_level(self) -> int:
+        """ZeRO stage equivalent: what is sharded (FSDP full and hybrid shard everything, like stage 3)."""
+        return {"none": 0, "zero1": 1, "zero2": 2, "zero3": 3, "fsdp": 3, "fsdp-hybrid": 3}[self.sharding]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes per GPU (the busiest one: the first pipeline stage, or the last when its logits weigh more)."""
+
+    parameters: int
+    gradients: int
+    optimizer_states: int
+    activations: int
+    buffers: int
+    overhead: int
+    total: int
+    peak_phase: str  # "forward/backward" or "optimizer step"
+    host_bytes_per_node: int  # CPU RAM the offloaded states need on each node
+    param_count: int
+    trainable_params: int
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ModelMemory:
+    """The per-model numbers every layout reuses: computed once, so a search over thousands of
+    layouts costs microseconds each."""
+
+    def __init__(self, spec: ModelSpec, groups: list[TensorGroup], training: Training) -> None:
+        _check_training(spec, training)
+        self.spec, self.training = spec, training
+        counted = count(spec, groups)
+        self.counted = counted
+        self.param_count = counted.total
+        scale = counted.total / max(1, sum(g.numel for g in groups))  # 1 except for --params
+        L = spec.layers
+        # per-stage split: block tensors spread over stages, embeddings on the first, head on the last
+        self.tp_split = sum(g.numel for g in groups if _tp_splits(g)) * scale
+        self.tp_whole = counted.total - self.tp_split
+        self.embed = sum(g.numel for g in groups if g.place == EMBED) * scale
+        self.head = sum(g.numel for g in groups if g.place == HEAD) * scale
+        self.block = counted.total - self.embed - self.head
+        self.largest = counted.largest_tensor * scale
+        self.layer_max = _largest_layer(spec, groups) * scale
+        method = training.method
+        if method == "full":
+            self.trainable = counted.total
+        elif method == "freeze":
+            self.trainable = int(freeze_trainable(spec, groups, training.trainable_layers) * scale)
+        else:
+            self.trainable = lora_params(spec, groups, training.lora_rank, training.lora_targets)
+        self.trainable_params = int(self.trainable)
+        # frozen bytes: base weights under (Q)LoRA/freeze
+        compute = 4 if training.precision == "fp32" else 2
+        self.compute_bytes = compute
+        if method in ("full",):
+            self.frozen_bytes = 0.0
+        elif method == "freeze":
+            self.frozen_bytes = (counted.total - self.trainable) * compute
+        else:
+            linear = sum(g.numel for g in groups if g.linear and g.place == BLOCK) * scale
+            other = counted.total - linear
+            if method == "lora":
+                linear_bytes = linear * compute
+            elif method == "qlora":
+                linear_bytes = linear * NF4_BYTES
+            else:  # qlora-8bit: int8 weights and one fp32 scale per output row (LLM.int8 SCB)
+                linear_bytes = linear + 4 * sum(g.shape[0] * g.count for g in groups if g.linear and g.place == BLOCK)
+            self.frozen_bytes = linear_bytes + other * compute
+        self.adafactor_state = _adafactor_elements(groups) * scale if training.optimizer == "adafactor" else 0.0
+        self.activation_layers = min(training.trainable_layers, L) if method == "freeze" else L
+
+    # -- bytes per trainable parameter --------------------------------------------------------
+    def _state_bytes(self) -> tuple[float, float, float]:
+        """(weight, gradient, optimizer) bytes per trainable parameter."""
+        t = self.training
+        weight = {"fp32": 4, "bf16": 2, "fp16": 2, "pure-bf16": 2}[t.precision]
+        grad = weight
+        master = 4 if t.precision in ("bf16", "fp16") else 0
+        moment = 2 if t.precision == "pure-bf16" else 4
+        if t.optimizer == "adamw":
+            opt = master + 2 * moment
+        elif t.optimizer == "adamw-8bit":
+            opt = master + ADAM8_BYTES
+        elif t.optimizer == "sgd":
+            opt = master + moment  # momentum buffer
+        else:  # adafactor: factored second moment, counted per matrix below
+            opt = master
+        return weight, grad, opt
+
+    def estimate(self, layout: Layout, *, gpus_per_node: int = 1) -> Estimate:
+        t, spec = self.training, self.spec
+        tp, pp = layout.tp, layout.pp
+        shard = layout.shard
+        zero = layout.zero_level
+        # the busiest pipeline stage's share of the parameters
+        stage_layers = ceil(spec.layers / pp)
+        stage_block = self.block * stage_layers / spec.layers
+        stage_share = (stage_block + max(self.embed, self.head) if pp > 1 else self.param_count) / self.param_count
+        split = (self.tp_split / tp + self.tp_whole) / self.param_count
+        local = stage_share * split  # fraction of the model on one GPU before sharding
+        trainable = self.trainable * local
+        wb, gb, ob = self._state_bytes()
+        params = trainable * wb + self.frozen_bytes * local
+        grads = trainable * gb
+        opt = trainable * ob + (self.adafactor_state * local * 4 if t.optimizer == "adafactor" else 0)
+        if zero >= 1:
+            opt /= shard
+        if zero >= 2:
+            grads /= shard
+        if zero >= 3:
+            params /= shard
+        host = 0.0
+        if layout.offload in ("optimizer", "all"):
+            host += opt + trainable * 4 / max(1, shard if zero >= 2 else 1)  # states + fp32 gradients on CPU
+            opt = 0.0
+            grads = 0.0 if zero >= 2 else grads
+        if layout.offload == "all":
+            host += params
+            params = 0.0
+        act = self.activation_bytes(layout, layout.micro_batch)
+        # buffers of the forward/backward phase
+        fb = 0.0
+        if zero >= 3:
+            gathered = max(2 * self.layer_max, self.largest) / tp
+            fb += gathered * (wb if self.training.method == "full" else self.compute_bytes)
+        persistent_grads = layout.dp * layout.cp > 1 or zero >= 1
+        if layout.sharding == "none" and layout.dp * layout.cp > 1:
+            fb += trainable * gb  # torch DDP's reducer buckets hold a second copy of the gradients
+        elif 1 <= zero <= 2:
+            fb += 2 * spec.hidden * spec.hidden * gb  # DeepSpeed reduce buckets (reduce_bucket_size = h^2, double-buffered)
+        # buffers of the optimizer step
+        step = 0.0
+        sharded_trainable = trainable / (shard if zero >= 1 else 1)
+        if layout.offload != "none":
+            step = 0.0
+        elif t.optimizer in ("adamw", "adafactor") and layout.sharding in ("none", "fsdp", "fsdp-hybrid"):
+            step = sharded_trainable * 4 if t.precision != "pure-bf16" else sharded_trainable * 2  # foreach temporaries
+        elif zero == 1 or zero == 2:
+            step = sharded_trainable * 4 if t.precision in ("bf16", "fp16") else 0.0  # fp32 gradient partition
+        elif zero == 3:
+            step = min(sharded_trainable, ZERO3_SUB_GROUP) * 4 if t.precision in ("bf16", "fp16") else 0.0
+        fwd_bwd = act + (grads if persistent_grads else 0.0) + fb
+        opt_step = grads + step
+        overhead = CONTEXT_BYTES + (NCCL_BYTES if layout.world > 1 else 0)
+        if fwd_bwd >= opt_step:
+            phase, buffers = "forward/backward", fb
+        else:
+            phase, buffers = "optimizer step", step
+        total = params + opt + max(fwd_bwd, opt_step) + overhead
+        return Estimate(
+            parameters=int(params), gradients=int(grads), optimizer_states=int(opt), activations=int(act),
+            buffers=int(buffers), overhead=int(overhead), total=int(total), peak_phase=phase,
+            host_bytes_per_node=int(host * min(gpus_per_node, layout.world)), param_count=self.param_count,
+            trainable_params=self.trainable_params,
+        )
+
+    # -- activations ----------------------------------------------------------------------------
+    def layer_activation_bytes(self, layout: Layout, micro_batch: int) -> tuple[float, float]:
+        """(bytes one layer keeps for the backward pass, bytes of its full activations), on one GPU."""
+        return layer_activations(self.spec, self.training, layout, micro_batch)
+
+    def activation_bytes(self, layout: Layout, micro_batch: int) -> float:
+        spec, t = self.spec, self.training
+        kept, full = self.layer_activation_bytes(layout, micro_batch)
+        stage_layers = ceil(self.activation_layers / layout.pp)
+        in_flight = min(layout.pp, layout.grad_accum) if layout.pp > 1 else 1  # 1F1B: the first stage
+        first = kept * stage_layers * in_flight
+        if layout.recompute == "full":
+            first += full  # the layer being recomputed during the backward pass
+        s = t.seq_len // layout.cp
+        sbh = s * micro_batch * spec.hidden
+        c = self.compute_bytes
+        # embedding output and final norm in/out (Korthikanti's extra terms, without dropout)
+        edges = 3 * sbh * c / (layout.tp if layout.sp else 1)
+        # loss: logits in the compute dtype, their fp32 copy's log-softmax kept for the backward
+        # pass, and the two fp32 gradients that exist together at the start of backward
+        logits = s * micro_batch * spec.vocab / layout.tp * (c + 4 + 4 + 4)
+        last = kept * stage_layers + (full if layout.recompute == "full" else 0) + logits
+        if layout.pp == 1:
+            return first + edges + logits
+        return max(first + edges, last + edges)
+
+
+def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro_batch: int) -> tuple[float, float]:
+    """One transformer layer's activation bytes on one GPU: (kept for backward, all of them).
+
+    Tensor by tensor (Korthikanti et al. 2022 §4; memory_formulas.md §2.6), with c bytes per element:
+    replicated across TP ranks unless sequence-parallel: the norm inputs (c·sbh each), the inputs of
+    the QKV and first MLP projections (c·sbh each) and, with dropout, one 1-byte mask per residual
+    dropout; split across TP ranks: Q, K and V, the attention output, the MLP's intermediate
+    tensors (gated: gate, up, act(gate), their product: 4·c·sbf; plain: 2·c·sbf), FlashAttention's
+    fp32 log-sum-exp, or eager attention's scores (softmax output c bytes, or fp32 and a c-byte copy
+    when the model upcasts, plus a dropout mask and output). With a GPT-3 layer (LayerNorm, 4h GeLU
+    MLP, dropout, eager) this is exactly sbh(34 + 5as/h).
+    """
+    c = 4 if training.precision == "fp32" else 2
+    s = training.seq_len // layout.cp
+    b = micro_batch
+    h = spec.hidden
+    sb = s * b
+    n, kv, d = spec.heads, spec.kv_heads, spec.head_dim
+    gpt_style = spec.mlp == "plain"
+    dropout = gpt_style  # GPT-2 style configs train with dropout; Llama-style ones have none
+    replicated = (spec.norms_per_layer if spec.norms_per_layer == 2 else 4) * c * sb * h  # norm inputs
+    replicated += 2 * c * sb * h  # inputs of the QKV and first MLP projections
+    if dropout:
+        replicated += 2 * sb * h  # residual dropout masks
+    if spec.mla:
+        q_out = n * (spec.qk_nope_dim + spec.qk_rope_dim)
+        latent = (spec.q_lora_rank + spec.kv_lora_rank + spec.qk_rope_dim)
+        split = c * sb * (2 * latent + 2 * q_out + n * spec.v_head_dim * 2)
+    else:
+        split = c * sb * (n * d + 2 * kv * d + n * d)  # Q, K, V, attention output
+    if spec.moe:
+        per_token = spec.top_k * (h + 4 * spec.moe_intermediate) + 4 * spec.shared_intermediate
+        mlp = c * sb * per_token + 4 * sb * spec.experts  # routed copies and expert MLPs, fp32 router logits
+        moe_share = spec.moe_layers / spec.layers
+        dense = c * sb * 4 * spec.intermediate
+        split += moe_share * mlp + (1 - moe_share) * dense
+    elif gpt_style:
+        split += 2 * c * sb * spec.intermediate
+    else:
+        split += 4 * c * sb * spec.intermediate
+    heads_local = n
+    if training.attention == "flash":
+        scores = 0.0
+        split += 4 * sb * n  # log-sum-exp, fp32
+    else:
+        per_score = c if gpt_style else 4 + c  # HF Llama-style eager attention upcasts softmax to fp32
+        if dropout:
+            per_score += 1 + c
+        scores = per_score * heads_local * s * training.seq_len * b  # with CP: local queries x all keys
+    tp = layout.tp
+    full = replicated / (tp if layout.sp else 1) + (split + scores) / tp
+    if layout.recompute == "full":
+        kept = c * sb * h / (tp if layout.sp else 1)  # the layer input only (Korthikanti: 2sbh)
+    elif layout.recompute == "selective":
+        kept = replicated / (tp if layout.sp else 1) + split / tp  # attention scores recomputed
+    else:
+        kept = full
+    if training.method in ("lora", "qlora", "qlora-8bit"):
+        kept += c * sb * training.lora_rank * 7 / tp  # the rank-r intermediate of each adapter
+    return kept, full
+
+
+def _tp_splits(g: TensorGroup) -> bool:
+    """Linear weights and biases split across TP ranks, and so do the vocabulary-parallel embedding
+    and head; norms and routers are replicated."""
+    if g.place in (EMBED, HEAD):
+        return g.name != "final_norm.weight" and g.name != "final_norm.bias"
+    return g.linear or (g.name.endswith(".bias") and "norm" not in g.name)
+
+
+def _largest_layer(spec: ModelSpec, groups: list[TensorGroup]) -> float:
+    """Parameters of the biggest transformer layer (a MoE layer when there is one)."""
+    dense_layers = spec.layers - spec.moe_layers
+    shared = sum(g.numel for g in groups if g.place == BLOCK and not g.name.startswith(("mlp.", "moe.")))
+    dense = sum(g.numel for g in groups if g.name.startswith("mlp.")) / dense_layers if dense_layers else 0
+    moe = sum(g.numel for g in groups if g.name.startswith("moe.")) / spec.moe_layers if spec.moe_layers else 0
+    return shared / spec.layers + max(dense, moe)
+
+
+def _adafactor_elements(groups: list[TensorGroup]) -> float:
+    """Adafactor state elements: rows + columns per matrix, the full size of a vector
+    (HF ``Adafactor``: ``exp_avg_sq_row`` and ``exp_avg_sq_col`` for factored tensors)."""
+    return sum(((g.shape[0] + g.shape[1]) if len(g.shape) == 2 else g.size) * g.count for g in groups)
+
+
+def _check_training(spec: ModelSpec, t: Training) -> None:
+    for value, allowed, flag in ((t.method, METHODS, "--method"), (t.precision, PRECISIONS, "--precision"),
+                                 (t.optimizer, OPTIMIZERS, "--optimizer"), (t.attention, ATTENTION, "--attention")):
+        if value not in allowed:
+            raise InputError(f"{flag}: {value!r} is not one of {', '.join(allowed)}")
+    if t.seq_len < 1:
+        raise InputError(f"--seq-len: expected 1 or more, got {t.seq_len}")
+    if t.method in ("lora", "qlora", "qlora-8bit") and t.lora_rank < 1:
+        raise InputError(f"--lora-rank: expected 1 or more, got {t.lora_rank}")
+    if t.method == "freeze" and t.trainable_layers < 1:
+        raise InputError(f"--trainable-layers: expected 1 or more, got {t.trainable_layers}")
+
+
+def check_layout(spec: ModelSpec, layout: Layout) -> str | None:
+    """Why a layout cannot run this model, or None."""
+    if layout.sharding not in SHARDINGS:
+        return f"sharding {layout.sharding!r} is not one of {', '.join(SHARDINGS)}"
+    if layout.recompute not in RECOMPUTE:
+        return f"recompute {layout.recompute!r} is not one of {', '.join(RECOMPUTE)}"
+    if layout.offload not in OFFLOAD:
+        return f"offload {layout.offload!r} is not one of {', '.join(OFFLOAD)}"
+    if min(layout.dp, layout.tp, layout.pp, layout.cp, layout.micro_batch, layout.grad_accum) < 1:
+        return "every parallel degree, the micro-batch and gradient accumulation must be 1 or more"
+    if spec.heads % layout.tp or (spec.kv_heads % layout.tp and layout.tp % spec.kv_heads):
+        return f"TP {layout.tp} does not divide the {spec.heads} attention heads / {spec.kv_heads} KV heads"
+    if layout.pp > spec.layers:
+        return f"PP {layout.pp} is more than the {spec.layers} layers"
+    if layout.pp > 1 and layout.zero_level >= 2:
+        return "pipeline parallelism with ZeRO-2/3 or FSDP (DeepSpeed forbids PP with gradient sharding)"
+    if layout.offload == "all" and layout.zero_level < 3:
+        return "parameter offload needs ZeRO-3 or FSDP"
+    if layout.offload != "none" and layout.sharding == "none":
+        return "offload needs DeepSpeed ZeRO or FSDP"
+    if layout.sp and layout.tp == 1:
+        return "sequence parallelism needs TP > 1"
+    return None
