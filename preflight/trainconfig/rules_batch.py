@@ -22,7 +22,16 @@ def trainer_batch(job: Job) -> tuple[int | None, int, str]:
     micro = as_count(micro_s.value) if micro_s else (HF_DEFAULT_MICRO if t is not None and t.kind != "axolotl" else None)
     accum = as_count(accum_s.value) if accum_s else 1
     where = (micro_s or accum_s).where if (micro_s or accum_s) else (str(t.path) if t else "")
-    return micro, accum if accum is not None else 1, where
+    return micro or None, accum or 1, where
+
+
+def _invalid_trainer_batch(job: Job) -> Iterator[Located]:
+    """Batch sizes the trainer cannot use: torch's BatchSampler raises "batch_size should be a
+    positive integer value", and accumulation steps below 1 never step the optimizer."""
+    for concept in ("micro_batch", "grad_accum"):
+        s = job.setting(concept)
+        if s is not None and not as_count(s.value):
+            yield Located(s.where, fail(f"{s.name} = {s.value!r}", "a whole number >= 1", f"set {s.name}: 1"))
 
 
 def _ds_values(ds: ConfigFile) -> dict[str, object]:
@@ -38,6 +47,10 @@ def batch_arithmetic(job: Job) -> Iterator[Located]:
     that is not ``auto`` and differs from TrainingArguments raises "Please correct the following
     DeepSpeed config values that mismatch TrainingArguments values" (transformers
     integrations/deepspeed.py ``trainer_config_process``). Both are failures."""
+    invalid = list(_invalid_trainer_batch(job))
+    if invalid:
+        yield from invalid
+        return
     micro, accum, where = trainer_batch(job)
     world = job.world_size()
     W = world[0] if world else None

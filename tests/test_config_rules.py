@@ -1,0 +1,409 @@
+"""Each `preflight config` rule: a planted defect found at its file:line (positive), and the clean
+config it was planted in passing (negative)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from config_kit import (
+    CONFIGS,
+    FACTS,
+    by_id,
+    copy_config,
+    edit_yaml,
+    line_of,
+    run_config,
+    statuses,
+    write_json,
+)
+
+LORA = "examples/train_lora/qwen3_lora_sft_eval.yaml"
+FULL = "examples/train_full/qwen3_full_sft.yaml"
+H100 = FACTS / "h100_sxm_8x.json"
+V100 = FACTS / "v100_16gb.json"
+T4 = FACTS / "t4_cloud_vm.json"
+
+
+def _full_with_ds(tmp_path: Path, ds: dict | None = None, **replace: str | None) -> tuple[Path, Path]:
+    """The LLaMA-Factory full-SFT example next to a copy of its ZeRO-3 config (``deepspeed:``
+    rewritten to the copy), with top-level keys replaced."""
+    ds_path = tmp_path / "ds.json"
+    data = json.loads((CONFIGS / "examples/deepspeed/ds_z3_config.json").read_text())
+    if ds:
+        data.update(ds)
+    write_json(ds_path, data)
+    yaml_path = edit_yaml(copy_config(tmp_path, FULL), {"deepspeed": "ds.json", **replace})
+    return yaml_path, ds_path
+
+
+def _hf(tmp_path: Path, **settings: object) -> Path:
+    data = json.loads((CONFIGS / "hf/training_args.json").read_text())
+    for key, value in settings.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return write_json(tmp_path / "training_args.json", data)
+
+
+# -- batch ---------------------------------------------------------------------------------------
+def test_deepspeed_batch_identity_fails_with_the_world_size(tmp_path, capsys):
+    ds = write_json(tmp_path / "ds.json", {"train_batch_size": 64, "train_micro_batch_size_per_gpu": 4,
+                                           "gradient_accumulation_steps": 4, "zero_optimization": {"stage": 2}})
+    code, doc = run_config(capsys, ds, "--nnodes", "1", "--gpus", "8")
+    [f] = [f for f in by_id(doc, "config.batch_arithmetic") if f["status"] == "fail"]
+    assert code == 1
+    assert f["node"] == f"{ds}:2" and "4 × 4 × 8 = 128" in f["observed"]
+    code, doc = run_config(capsys, ds, "--nnodes", "1", "--gpus", "4")
+    assert statuses(doc, "config.batch_arithmetic") == ["pass"]
+    assert by_id(doc, "config.batch_arithmetic")[0]["evidence"]["global_batch"] == 64
+
+
+def test_deepspeed_batch_without_a_world_size_that_fits(tmp_path, capsys):
+    ds = write_json(tmp_path / "ds.json", {"train_batch_size": 10, "train_micro_batch_size_per_gpu": 4,
+                                           "gradient_accumulation_steps": 1})
+    _, doc = run_config(capsys, ds, "--gpu", "H100")
+    assert statuses(doc, "config.batch_arithmetic") == ["fail"]
+    assert "no world size" in by_id(doc, "config.batch_arithmetic")[0]["observed"]
+
+
+def test_deepspeed_value_disagreeing_with_the_trainer_fails(tmp_path, capsys):
+    yaml_path, ds_path = _full_with_ds(tmp_path, {"train_micro_batch_size_per_gpu": 4})
+    _, doc = run_config(capsys, yaml_path, "--facts", H100)
+    [f] = by_id(doc, "config.batch_arithmetic")
+    assert f["status"] == "fail"
+    assert f["node"] == f"{ds_path}:{line_of(ds_path, 'train_micro_batch_size_per_gpu')}"
+    assert '"train_micro_batch_size_per_gpu": "auto"' in f["remediation"]
+
+
+def test_auto_values_follow_the_trainer(tmp_path, capsys):
+    yaml_path, _ = _full_with_ds(tmp_path)
+    code, doc = run_config(capsys, yaml_path, "--facts", H100)
+    [f] = by_id(doc, "config.batch_arithmetic")
+    assert (f["status"], f["evidence"]["global_batch"]) == ("pass", 1 * 2 * 8)
+    assert f["node"] == f"{yaml_path}:{line_of(yaml_path, 'per_device_train_batch_size')}"
+    assert code == 0
+
+
+def test_accelerate_floors_processes_over_machines(tmp_path, capsys):
+    acc = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml"), {"num_machines": "3"})
+    code, doc = run_config(capsys, acc, "--gpu", "H100")
+    [f] = by_id(doc, "config.accelerate_processes")
+    assert code == 1 and f["status"] == "fail"
+    assert f["node"] == f"{acc}:{line_of(acc, 'num_processes')}"
+    assert "5 per machine, 15 in all" in f["observed"] and "num_processes: 15 or 18" in f["remediation"]
+    _, doc = run_config(capsys, CONFIGS / "accelerate/multi_node.yaml", "--gpu", "H100")
+    assert statuses(doc, "config.accelerate_processes") == ["pass"]
+
+
+def test_accelerate_more_processes_than_gpus(tmp_path, capsys):
+    _, doc = run_config(capsys, CONFIGS / "accelerate/multi_node.yaml", "--facts", T4)
+    [f] = by_id(doc, "config.accelerate_processes")
+    assert f["status"] == "fail" and "shows 1 GPU" in f["observed"]
+
+
+def test_too_few_steps_per_epoch(capsys):
+    _, doc = run_config(capsys, CONFIGS / FULL, "--facts", H100, "--train-samples", "100")
+    [f] = by_id(doc, "config.steps_per_epoch")
+    assert f["status"] == "warn" and "= 7 optimizer step(s)" in f["observed"]
+    _, doc = run_config(capsys, CONFIGS / FULL, "--facts", H100)  # max_samples: 1000 -> 63 steps
+    assert statuses(doc, "config.steps_per_epoch") == ["pass"]
+    _, doc = run_config(capsys, CONFIGS / FULL, "--gpu", "H100")
+    assert statuses(doc, "config.steps_per_epoch") == ["skip"]
+
+
+# -- precision -----------------------------------------------------------------------------------
+def test_bf16_on_v100_fails_at_the_bf16_line(capsys):
+    path = CONFIGS / LORA
+    code, doc = run_config(capsys, path, "--facts", V100)
+    [f] = by_id(doc, "config.bf16_unsupported")
+    assert code == 1 and f["status"] == "fail"
+    assert (f["file"], f["line"]) == (str(path), line_of(path, "bf16: true"))
+    assert "set bf16: false and fp16: true" in f["remediation"]
+    _, doc = run_config(capsys, path, "--facts", H100)
+    assert statuses(doc, "config.bf16_unsupported") == ["pass"]
+
+
+def test_bf16_in_accelerate_and_deepspeed_on_t4(tmp_path, capsys):
+    ds = write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": True}})
+    _, doc = run_config(capsys, CONFIGS / "accelerate/deepspeed_zero2.yaml", ds, "--gpu", "T4")
+    where = {f["file"] for f in by_id(doc, "config.bf16_unsupported")}
+    assert statuses(doc, "config.bf16_unsupported") == ["fail", "fail"]
+    assert where == {str(CONFIGS / "accelerate/deepspeed_zero2.yaml"), str(ds)}
+
+
+def test_precision_rules_skip_without_a_gpu(capsys):
+    _, doc = run_config(capsys, CONFIGS / LORA, "--facts", FACTS / "no_gpu.json")
+    assert statuses(doc, "config.bf16_unsupported") == ["skip"]
+
+
+def test_tf32_needs_ampere(tmp_path, capsys):
+    path = CONFIGS / "hf/training_args.json"
+    _, doc = run_config(capsys, path, "--gpu", "V100")
+    [f] = by_id(doc, "config.tf32_unsupported")
+    assert f["status"] == "fail" and f["line"] == line_of(path, '"tf32"')
+    _, doc = run_config(capsys, path, "--gpu", "A100")
+    assert statuses(doc, "config.tf32_unsupported") == ["pass"]
+
+
+def test_fp16_and_bf16_both_on(tmp_path, capsys):
+    path = _hf(tmp_path, fp16=True)
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.fp16_bf16_both")
+    assert f["status"] == "fail" and f["line"] == line_of(path, '"fp16"')
+    ds = write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "fp16": {"enabled": True},
+                                           "bf16": {"enabled": True}})
+    _, doc = run_config(capsys, ds, "--gpu", "H100")
+    assert statuses(doc, "config.fp16_bf16_both") == ["fail"]
+    _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--gpu", "H100")
+    assert statuses(doc, "config.fp16_bf16_both") == ["pass"]
+
+
+def test_deepspeed_precision_disagreeing_with_the_trainer(tmp_path, capsys):
+    yaml_path, ds_path = _full_with_ds(tmp_path, {"fp16": {"enabled": True}, "bf16": {"enabled": False}})
+    _, doc = run_config(capsys, yaml_path, "--facts", H100)
+    found = by_id(doc, "config.fp16_bf16_both")
+    assert [f["status"] for f in found] == ["fail", "fail"]
+    assert all(f["file"] == str(ds_path) for f in found)
+
+
+def test_fp16_on_a_bf16_pretrained_model(tmp_path, capsys):
+    model_dir = tmp_path / "tinyllama"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text((CONFIGS / "models/tinyllama/config.json").read_text())
+    path = _hf(tmp_path, bf16=False, tf32=None, fp16=True, model_name_or_path="tinyllama")
+    _, doc = run_config(capsys, path, "--gpu", "V100")
+    [f] = by_id(doc, "config.fp16_on_bf16_model")
+    assert f["status"] == "warn" and f["line"] == line_of(path, '"fp16"')
+    path = _hf(tmp_path, model_name_or_path="tinyllama")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.fp16_on_bf16_model") == ["pass"]  # nothing to say: bf16 is used
+
+
+# -- schedule ------------------------------------------------------------------------------------
+def test_lora_rate_in_full_fine_tuning(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, FULL), {"learning_rate": "2.0e-4", "deepspeed": None})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.lr_vs_method")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "learning_rate")
+    assert "set learning_rate: 2.0e-5" in f["remediation"]
+    _, doc = run_config(capsys, CONFIGS / FULL, "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["pass"]
+
+
+def test_full_fine_tuning_rate_on_lora(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, LORA), {"learning_rate": "1.0e-6"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["warn"]
+    _, doc = run_config(capsys, CONFIGS / "axolotl/lora-1b.yml", "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["pass"]
+
+
+def test_method_unknown_for_plain_training_arguments(tmp_path, capsys):
+    _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["skip"]
+    _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--gpu", "H100", "--method", "full")
+    assert statuses(doc, "config.lr_vs_method") == ["pass"]
+    _, doc = run_config(capsys, _hf(tmp_path, learning_rate=5e-6), "--gpu", "H100", "--method", "qlora")
+    assert statuses(doc, "config.lr_vs_method") == ["warn"]
+
+
+def test_no_warmup_with_a_high_rate(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, LORA), {"warmup_ratio": None, "learning_rate": "2.0e-4"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.no_warmup")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "learning_rate")
+    path = edit_yaml(copy_config(tmp_path, FULL, "low.yaml"), {"warmup_ratio": None, "deepspeed": None})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.no_warmup") == ["pass"]  # 1e-5 needs none
+
+
+def test_scheduler_names_and_plateau(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, LORA), {"lr_scheduler_type": "cosine_annealing"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.scheduler")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "lr_scheduler_type")
+    path = edit_yaml(copy_config(tmp_path, "examples/train_lora/qwen3_lora_sft.yaml", "plateau.yaml"),
+                     {"lr_scheduler_type": "reduce_lr_on_plateau"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.scheduler") == ["fail"]
+    _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")
+    assert statuses(doc, "config.scheduler") == ["pass"]
+
+
+def test_deepspeed_scheduler_overrides_the_trainer(tmp_path, capsys):
+    sched = {"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}
+    yaml_path, _ = _full_with_ds(tmp_path, sched)
+    _, doc = run_config(capsys, yaml_path, "--facts", H100)
+    assert statuses(doc, "config.scheduler") == ["warn"]
+
+
+def test_lora_rank_and_alpha(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, LORA), {"lora_rank": "0"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.lora_rank_alpha")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "lora_rank")
+    path = edit_yaml(copy_config(tmp_path, LORA, "alpha.yaml"), {"lora_rank": "8"}, append="lora_alpha: 512\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.lora_rank_alpha")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "lora_alpha") and "lora_alpha: 16" in f["remediation"]
+    for clean in (LORA, "axolotl/lora-1b.yml", "axolotl/qlora.yml"):
+        _, doc = run_config(capsys, CONFIGS / clean, "--gpu", "H100")
+        assert statuses(doc, "config.lora_rank_alpha") == ["pass"], clean
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def test_epochs_without_evaluation(capsys):
+    path = CONFIGS / "examples/train_lora/qwen3_lora_sft.yaml"  # the published example: eval block commented out
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.no_eval")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "num_train_epochs")
+    _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")
+    assert statuses(doc, "config.no_eval") == ["pass"]
+    _, doc = run_config(capsys, CONFIGS / "axolotl/qlora.yml", "--gpu", "H100")  # 4 epochs, val_set_size
+    assert statuses(doc, "config.no_eval") == ["pass"]
+
+
+def test_axolotl_early_stopping_counts(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, "axolotl/qlora.yml"), {"val_set_size": "0", "evals_per_epoch": None})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.no_eval") == ["warn"]
+    edit_yaml(path, append="early_stopping_patience: 3\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.no_eval") == ["pass"]
+
+
+def test_evaluation_without_data(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, LORA), {"val_size": None})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.eval_without_data")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "eval_strategy")
+    path = edit_yaml(copy_config(tmp_path, "axolotl/lora-1b.yml"), {"val_set_size": "0"}, append="eval_steps: 50\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.eval_without_data") == ["fail"]
+    _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")
+    assert statuses(doc, "config.eval_without_data") == ["pass"]
+
+
+def test_load_best_model_needs_matching_strategies(tmp_path, capsys):
+    path = _hf(tmp_path, save_strategy="epoch")
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.best_model_strategy")
+    assert code == 1 and f["status"] == "fail" and f["line"] == line_of(path, '"eval_strategy"')
+    path = _hf(tmp_path, eval_strategy=None, eval_steps=None)  # default eval_strategy "no" vs save "steps"
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.best_model_strategy") == ["fail"]
+    path = _hf(tmp_path, save_strategy="best")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.best_model_strategy") == ["pass"]
+
+
+def test_save_steps_multiple_of_eval_steps(tmp_path, capsys):
+    path = _hf(tmp_path, save_steps=500)
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.save_eval_steps")
+    assert f["status"] == "fail" and f["line"] == line_of(path, '"save_steps"') and "save_steps: 400" in f["remediation"]
+    path = _hf(tmp_path, eval_steps=0.1, save_steps=500)
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert "mix a ratio" in by_id(doc, "config.save_eval_steps")[0]["observed"]
+    path = _hf(tmp_path, eval_steps=None, logging_steps=30, save_steps=500)  # eval_steps defaults to logging_steps
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.save_eval_steps") == ["fail"]
+    _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--gpu", "H100")
+    assert statuses(doc, "config.save_eval_steps") == ["pass"]
+
+
+# -- sequence length, DeepSpeed, keys ------------------------------------------------------------
+def test_sequence_length_over_the_model_positions(tmp_path, capsys):
+    model_dir = tmp_path / "tinyllama"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text((CONFIGS / "models/tinyllama/config.json").read_text())
+    path = edit_yaml(copy_config(tmp_path, LORA), {"model_name_or_path": "tinyllama", "cutoff_len": "4096"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.seq_len_positions")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "cutoff_len") and "2048" in f["remediation"]
+    edit_yaml(path, {"cutoff_len": "2048"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.seq_len_positions") == ["pass"]
+    _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")  # a hub id: nothing local to compare
+    assert statuses(doc, "config.seq_len_positions") == ["skip"]
+
+
+def test_zero_stage_combinations(tmp_path, capsys):
+    def ds(zero: dict) -> Path:
+        return write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "zero_optimization": zero})
+
+    _, doc = run_config(capsys, ds({"stage": 4}), "--gpu", "H100")
+    assert statuses(doc, "config.zero_stage") == ["fail"]
+    _, doc = run_config(capsys, ds({"stage": 2, "offload_optimizer": {"device": "cpu", "ratio": 0.5}}), "--gpu", "H100")
+    assert statuses(doc, "config.zero_stage") == ["fail"]
+    path = ds({"stage": 2, "offload_param": {"device": "cpu"}})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.zero_stage")
+    assert f["status"] == "warn" and f["line"] == line_of(path, '"device"')
+    yaml_path, _ = _full_with_ds(tmp_path / "", None)
+    edit_yaml(yaml_path, append="pure_bf16: true\n")
+    _, doc = run_config(capsys, yaml_path, "--facts", H100)
+    assert "fail" in statuses(doc, "config.zero_stage")
+    _, doc = run_config(capsys, CONFIGS / "examples/deepspeed/ds_z3_offload_config.json", "--gpu", "H100")
+    assert statuses(doc, "config.zero_stage") == ["pass"]
+
+
+def test_zero3_offload_against_host_ram(tmp_path, capsys):
+    ds_path = CONFIGS / "examples/deepspeed/ds_z3_offload_config.json"
+    yaml_path = edit_yaml(copy_config(tmp_path, FULL), {"deepspeed": str(ds_path)})
+    _, doc = run_config(capsys, yaml_path, "--facts", V100, "--params", "70e9")  # 70B × 18 × 1.5 > 504 GiB
+    [f] = by_id(doc, "config.zero3_offload_ram")
+    assert f["status"] == "warn" and f["file"] == str(ds_path)
+    assert f["line"] == line_of(ds_path, '"offload_param"') + 1
+    _, doc = run_config(capsys, yaml_path, "--facts", V100, "--params", "7e9")
+    assert statuses(doc, "config.zero3_offload_ram") == ["pass"]
+    _, doc = run_config(capsys, yaml_path, "--facts", V100)
+    assert statuses(doc, "config.zero3_offload_ram") == ["skip"]  # model size unknown
+
+
+def test_missing_deepspeed_file(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, FULL), {"deepspeed": "nowhere/ds_z3.json"})
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.deepspeed_file")
+    assert code == 1 and f["status"] == "fail" and f["line"] == line_of(path, "deepspeed:")
+
+
+def test_deepspeed_file_followed_relative_to_the_working_directory(capsys, monkeypatch):
+    monkeypatch.chdir(CONFIGS)  # LLaMA-Factory's examples name examples/deepspeed/... from the repo root
+    code, doc = run_config(capsys, FULL, "--facts", H100)
+    assert [f["kind"] for f in doc["files"]] == ["llamafactory", "deepspeed"]
+    assert doc["files"][1]["followed_from"] == f"{FULL}:{line_of(CONFIGS / FULL, 'deepspeed:')}"
+    assert statuses(doc, "config.deepspeed_file") == ["pass"] and code == 0
+
+
+def test_removed_training_arguments_keys(capsys):
+    path = CONFIGS / "hf/alpaca_train.json"
+    _, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")  # transformers 5.17.0
+    assert statuses(doc, "config.renamed_keys") == ["fail", "warn"]  # warmup_ratio: deprecated in 5
+    f = by_id(doc, "config.renamed_keys")[0]
+    assert f["line"] == line_of(path, "evaluation_strategy")
+    assert "rename evaluation_strategy to eval_strategy" in f["remediation"]
+    _, doc = run_config(capsys, path, "--facts", H100)  # transformers 4.46.3 still accepts it
+    assert statuses(doc, "config.renamed_keys") == ["pass"]
+    _, doc = run_config(capsys, path, "--gpu", "H100")  # version unknown
+    assert statuses(doc, "config.renamed_keys") == ["warn"]
+
+
+def test_deprecated_keys_only_on_transformers_5(capsys):
+    path = CONFIGS / "hf/training_args.json"
+    _, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")
+    assert statuses(doc, "config.renamed_keys") == ["warn"]  # warmup_ratio, deprecated in 5.0
+    _, doc = run_config(capsys, path, "--facts", H100)
+    assert statuses(doc, "config.renamed_keys") == ["pass"]
+
+
+def test_duplicate_keys(tmp_path, capsys):
+    path = copy_config(tmp_path, LORA)
+    path.write_text(path.read_text() + "learning_rate: 5.0e-5\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.duplicate_key")
+    assert f["status"] == "warn" and f["line"] == len(path.read_text().splitlines())
+    _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")
+    assert statuses(doc, "config.duplicate_key") == ["pass"]
