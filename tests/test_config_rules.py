@@ -407,3 +407,28 @@ def test_duplicate_keys(tmp_path, capsys):
     assert f["status"] == "warn" and f["line"] == len(path.read_text().splitlines())
     _, doc = run_config(capsys, CONFIGS / LORA, "--gpu", "H100")
     assert statuses(doc, "config.duplicate_key") == ["pass"]
+
+
+def test_fp16_master_weights_outside_stage_2(tmp_path, capsys):
+    path = write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3},
+                                             "fp16": {"enabled": True, "fp16_master_weights_and_grads": True}})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.zero_stage")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "fp16_master_weights_and_grads")
+    data = json.loads(path.read_text())
+    data["zero_optimization"]["stage"] = 2
+    _, doc = run_config(capsys, write_json(path, data), "--gpu", "H100")
+    assert statuses(doc, "config.zero_stage") == ["pass"]
+
+
+def test_llamafactory_do_eval_without_data(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, "examples/train_lora/qwen3_lora_sft.yaml"), append="do_eval: true\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.eval_without_data")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "do_eval")
+
+
+def test_deepspeed_auto_values_alone_are_not_judged(capsys):
+    _, doc = run_config(capsys, CONFIGS / "examples/deepspeed/ds_z3_config.json", "--gpu", "H100")
+    [f] = by_id(doc, "config.batch_arithmetic")
+    assert f["status"] == "skip" and "auto" in f["observed"]

@@ -120,6 +120,11 @@ def batch_arithmetic(job: Job) -> Iterator[Located]:
             micro = as_count(ds.get("train_micro_batch_size_per_gpu"))
             accum = as_count(ds.get("gradient_accumulation_steps")) or 1
             where = ds.at("train_micro_batch_size_per_gpu")
+        elif ds is not None and any(is_auto(v) for v in _ds_values(ds).values()):
+            yield Located(ds.at("train_micro_batch_size_per_gpu"), skip(
+                "DeepSpeed batch values are \"auto\": the HF Trainer fills them from TrainingArguments; "
+                "give the trainer config too to check them"))
+            return
         else:
             yield Located(where or "(configs)", skip("no micro batch size in the configs"))
             return

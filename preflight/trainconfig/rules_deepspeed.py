@@ -51,7 +51,8 @@ def zero_stage(job: Job) -> Iterator[Located]:
     """A ZeRO stage outside 0-3 fails DeepSpeed's config validation (``ZeroStageEnum``,
     deepspeed runtime/zero/config.py); partial optimizer offload (``offload_optimizer.ratio`` < 1)
     below stage 3 fails its assertion "Partial offloading only supported for ZeRO Stage 3." (same
-    file); LLaMA-Factory raises "pure_bf16 is incompatible with DeepSpeed ZeRO-3" (hparams/parser.py).
+    file); ``fp16.fp16_master_weights_and_grads`` outside stage 2 fails "Fp16_master_weights_and_grads
+    is only supported with ZeRO Stage 2 for now." (deepspeed runtime/config.py); LLaMA-Factory raises "pure_bf16 is incompatible with DeepSpeed ZeRO-3" (hparams/parser.py).
     ``offload_param`` below stage 3 is documented as "Valid only with stage 3" and silently ignored:
     a warning, since the memory the user counted on is not saved."""
     for z in zero_configs(job):
@@ -72,6 +73,13 @@ def zero_stage(job: Job) -> Iterator[Located]:
             yield Located(z.offload_param.where, warn(  # type: ignore[union-attr]
                 f"parameter offload to {z.offload_param.value} with ZeRO stage {stage}: ignored (stage 3 only)",  # type: ignore[union-attr]
                 "offload_param with stage 3", "set the stage to 3, or remove offload_param"))
+            continue
+        master = next((job.at(ds, "fp16", "fp16_master_weights_and_grads") for ds in job.deepspeed
+                       if z.stage.file is ds and as_bool(ds.get("fp16", "fp16_master_weights_and_grads"))), None)
+        if master is not None and stage != 2:
+            yield Located(master.where, fail(
+                f"fp16_master_weights_and_grads with ZeRO stage {stage}: DeepSpeed asserts it is stage 2 only",
+                "ZeRO stage 2", 'remove "fp16_master_weights_and_grads" or set "stage": 2'))
             continue
         pure = job.setting("pure_bf16")
         if stage == 3 and pure is not None and as_bool(pure.value):

@@ -91,8 +91,9 @@ def no_eval(job: Job) -> Iterator[Located]:
 
 @rule("config.eval_without_data", "Evaluation has data to run on")
 def eval_without_data(job: Job) -> Iterator[Located]:
-    """Evaluation requested with no eval split: LLaMA-Factory raises "Please make sure eval_dataset
-    be provided or val_size >1e-6" (hparams/parser.py), Axolotl "eval_steps and eval_strategy are
+    """Evaluation requested (an eval strategy, or ``do_eval``/``do_predict``) with no eval split:
+    LLaMA-Factory raises "Please make sure eval_dataset be provided or val_size >1e-6"
+    (hparams/parser.py; TrainingArguments turns ``do_eval`` on with any eval strategy), Axolotl "eval_steps and eval_strategy are
     not supported with val_set_size == 0" (utils/schemas/validation.py)."""
     t = job.trainer
     if t is None or t.kind not in ("llamafactory", "axolotl"):
@@ -100,6 +101,12 @@ def eval_without_data(job: Job) -> Iterator[Located]:
     ev = job.setting("eval_strategy")
     steps = job.setting("eval_steps")
     asked = ev if ev is not None and strategy(ev, "no") != "no" else (steps if t.kind == "axolotl" else None)
+    if asked is None and t.kind == "llamafactory":
+        for key in ("do_eval", "do_predict", "predict_with_generate"):
+            flag = job.at(t, key)
+            if flag is not None and as_bool(flag.value):
+                asked = flag
+                break
     if asked is None:
         return
     has_data, why = eval_data(job)
