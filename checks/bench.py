@@ -103,7 +103,7 @@ def allreduce_bandwidth(ctx: ClusterContext) -> Outcome:
     if largest is None:
         return skip("no all-reduce result")
     if bench.world_size < 2:
-        return skip(f"one rank: no bus traffic to measure (algbw {gbps(largest.algbw)} at {largest.bytes} B)")
+        return skip("one rank: no bus traffic to measure (a single-rank all-reduce moves no data)")
     observed = f"busbw {gbps(largest.busbw)} at {largest.bytes} B ({bench.world_size} ranks, {bench.backend})"
     expected = bench.expected_busbw
     if expected is None:

@@ -24,6 +24,11 @@ import threading
 TAIL = 20
 
 
+def is_nccl(line):
+    """NCCL debug lines: "host:pid:tid [rank] NCCL INFO ...", and rank 0's bare "NCCL version"."""
+    return " NCCL " in line or line.startswith("NCCL")
+
+
 def main():
     payload = json.loads(sys.stdin.readline())
     try:
@@ -58,6 +63,8 @@ def main():
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("{"):
+                if is_nccl(line):  # NCCL prints its debug lines on stdout unless NCCL_DEBUG_FILE is set
+                    out({"event": "log", "rank": rank, "line": line[:1000]})
                 continue
             try:
                 event = json.loads(line)
@@ -71,7 +78,7 @@ def main():
     def relay_stderr(rank, stream):
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
-            if " NCCL " in line or line.startswith("NCCL"):
+            if is_nccl(line):
                 out({"event": "log", "rank": rank, "line": line[:1000]})
             elif line.strip():
                 tail = tails[rank]
