@@ -386,6 +386,9 @@ def test_removed_training_arguments_keys(capsys):
     assert f["line"] == line_of(path, "evaluation_strategy")
     assert "rename evaluation_strategy to eval_strategy" in f["remediation"]
     _, doc = run_config(capsys, path, "--facts", H100)  # transformers 4.46.3 still accepts it
+    assert statuses(doc, "config.renamed_keys") == ["warn"]
+    assert "4.51.0 refuses it" in by_id(doc, "config.renamed_keys")[0]["observed"]
+    _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--facts", H100)
     assert statuses(doc, "config.renamed_keys") == ["pass"]
     _, doc = run_config(capsys, path, "--gpu", "H100")  # version unknown
     assert statuses(doc, "config.renamed_keys") == ["warn"]

@@ -142,7 +142,7 @@ class Job:
                 nodes, how = int(acc.get("num_machines")), f"num_machines at {acc.at('num_machines')}"
             nodes = nodes or 1
             source = "--gpus" if self.gpus_per_node else f"{self.hardware.source}"
-            text = f"{per_node} GPU(s) per node ({source})" + (f" × {nodes} nodes ({how})" if how else "")
+            text = f"{per_node} GPU(s) per node from {source}" + (f" × {nodes} nodes ({how})" if how else "")
             return per_node * nodes, text
         return None
 

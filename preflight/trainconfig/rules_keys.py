@@ -50,7 +50,7 @@ def renamed_keys(job: Job) -> Iterator[Located]:
     unknown key makes ``TrainingArguments(**config)`` raise TypeError and HfArgumentParser (which
     LLaMA-Factory uses) raise "Some keys are not used by the HfArgumentParser". A failure when the
     job's transformers version (from ``--facts``, else this machine) has removed the key; a warning
-    when the version is unknown."""
+    when the version is unknown or still accepts it (the config breaks on upgrade)."""
     version = _version(job.hardware.transformers)
     for f in job.of_kind("hf", "llamafactory"):
         for key, (new, removed_in) in REMOVED.items():
@@ -65,7 +65,8 @@ def renamed_keys(job: Job) -> Iterator[Located]:
                     f"{key}: removed in transformers {removed_in}; transformers {version} ({job.hardware.source}) "
                     "refuses the config", "a current key", fix))
             else:
-                yield Located(f.at(key), passed(f"{key} accepted by transformers {version}; removed in {removed_in}"))
+                yield Located(f.at(key), warn(
+                    f"{key}: transformers {version} still accepts it; {removed_in} refuses it", "a current key", fix))
         if version is not None and version >= Version("5.0.0"):
             for key, instead in DEPRECATED_V5.items():
                 if key in f.data:

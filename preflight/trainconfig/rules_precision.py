@@ -56,7 +56,7 @@ def _hardware_rule(job: Job, mode: str, error: str) -> Iterator[Located]:
             fix = f"set {s.name}: false"
         yield Located(s.where, fail(
             f"{s.name} = {s.value} on {hw.gpu} (compute capability {hw.compute_capability}, from {hw.source}): {error}",
-            f"compute capability >= {feature.min_cc}", f"{fix} [{feature.sourced.cite()}]"))
+            f"compute capability >= {feature.min_cc}", fix, source=feature.sourced.cite()))
 
 
 @rule("config.bf16_unsupported", "bf16 only where the GPU has it")
@@ -125,8 +125,9 @@ def fp16_bf16_both(job: Job) -> Iterator[Located]:
 def fp16_on_bf16_model(job: Job) -> Iterator[Located]:
     """A model whose config.json says ``torch_dtype: bfloat16`` was trained in bf16, whose range is
     far wider than fp16's (max 65504): activations can overflow to inf/NaN under fp16 mixed
-    precision (transformers docs, DeepSpeed integration page, "bf16" section: models pretrained in
-    bf16 overflow under fp16). A warning: many runs survive with loss scaling."""
+    precision (transformers docs ``deepspeed.md``: a model not pretrained in that precision "may
+    encounter overflow or underflow issues which can cause NaN loss"; huggingface/transformers#11076,
+    fp16 overflow of the TPU/bf16-trained GPT-Neo). A warning: many runs survive with loss scaling."""
     if job.model is None or not job.model.torch_dtype:
         return
     asked = requests(job, "fp16")
