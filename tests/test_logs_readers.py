@@ -471,3 +471,79 @@ def test_live_llamafactory_log_newer_than_the_last_checkpoint_wins(tmp_path):
     assert read_log(run).source.endswith("trainer_log.jsonl")
     os.utime(run / "trainer_log.jsonl", (1, 1))
     assert read_log(run).source.endswith("trainer_state.json")
+
+
+# --- the column extraction against a plain reading, one row at a time ------------------------
+
+
+def _reference_series(history: list[dict], column: str) -> tuple[list[int], list[float]] | None:
+    """What a series means, written as the obvious loop: the rows that log ``column`` (not
+    null), their steps as ints and values as floats, ordered by step with the last value of a
+    repeated step kept."""
+    by_step: dict[int, float] = {}
+    for row in history:
+        if row.get(column) is None:
+            continue
+        by_step[int(row["step"])] = float(row[column])
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def _check_against_reference(tmp_path: Path, history: list[dict]) -> None:
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps({"global_step": 1, "log_history": history}))
+    try:
+        log = read_log(path)
+    except InputError as exc:
+        assert "no recognisable metric" in str(exc) and "\n" not in str(exc)
+        assert all(_reference_series(history, c) is None for c in ("loss", "eval_loss", "learning_rate",
+                                                                  "grad_norm", "epoch"))
+        return
+    for canonical, column in (("train_loss", "loss"), ("eval_loss", "eval_loss"),
+                              ("learning_rate", "learning_rate"), ("grad_norm", "grad_norm"),
+                              ("epoch", "epoch")):
+        expected = _reference_series(history, column)
+        if expected is None:
+            assert canonical not in log.series
+            continue
+        got = log.series[canonical]
+        assert got.steps == expected[0]
+        assert [repr(v) for v in got.values] == [repr(v) for v in expected[1]]  # NaN == NaN here
+
+
+def test_columns_match_a_row_by_row_reading_seeded(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(9)
+    for _ in range(200):
+        history = []
+        step = 0
+        for _ in range(rng.randint(0, 40)):
+            step += rng.choice((0, 0, 1, 1, 1, 5, -3))  # repeats and steps going back (resumed runs)
+            row: dict = {"step": step}
+            for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch"):
+                if rng.random() < 0.6:
+                    row[key] = rng.choice((None, 0.0, 1, rng.random(), float("nan"), 2.5e-05))
+            history.append(row)
+        _check_against_reference(tmp_path, history)
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # the project's test extra brings it
+    given = None
+
+if given is not None:
+    _value = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_infinity=True, allow_nan=True))
+    _row = st.fixed_dictionaries(
+        {"step": st.integers(0, 30)},
+        optional={k: _value for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")},
+    )
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(history=st.lists(_row, max_size=30))
+    def test_columns_match_a_row_by_row_reading(tmp_path: Path, history: list[dict]) -> None:
+        _check_against_reference(tmp_path, history)

@@ -125,11 +125,9 @@ def _plot(path: Path, log, marks: list[int]) -> None:  # noqa: ANN001
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    from preflight.report.console import make_console
-
     configured = read_training_config(args.config) if args.config else None
     strict = bool(args.strict)
-    console = make_console()
+    console = None  # rich is imported only to draw: --json output does not pay for it
     last_signature = None
     while True:
         log, diagnoses, findings = _analyse(args.path, configured)
@@ -149,6 +147,10 @@ def run_logs(args: argparse.Namespace) -> int:
                     "verdict": {"status": worst(findings).label, "exit_code": code},
                 }, indent=None if args.follow else 2), flush=True)
             else:
+                if console is None:
+                    from preflight.report.console import make_console
+
+                    console = make_console()
                 _render(console, log, diagnoses, findings, code, strict)
             last_signature = signature
         if not args.follow:
