@@ -188,7 +188,7 @@ def spec_from_config(data: object, *, name: str, source: str, text: str = "") ->
         return _checked(ModelSpec(**common), r)
     if model_type == "deepseek_v3":
         dense = r.int("first_k_dense_replace", minimum=0)
-        q_lora = r.raw("q_lora_rank")
+        q_lora = data["q_lora_rank"] if "q_lora_rank" in data else r.raw("q_lora_rank")  # null: no q compression
         spec = ModelSpec(
             **common, qkv_bias=r.bool("attention_bias"), o_bias=r.bool("attention_bias"),
             experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"),
