@@ -165,3 +165,38 @@ def test_config_shaped_nonsense_never_crashes(tmp_path, capsys, lines):
         assert err.count("\n") == 1
     else:
         json.loads(out)
+
+
+KEYS = ["stage", "finetuning_type", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+        "bf16", "fp16", "tf32", "pure_bf16", "num_train_epochs", "max_steps", "warmup_ratio", "warmup_steps",
+        "lr_scheduler_type", "eval_strategy", "evaluation_strategy", "eval_steps", "save_strategy", "save_steps",
+        "logging_steps", "load_best_model_at_end", "cutoff_len", "val_size", "do_eval", "lora_rank", "lora_alpha",
+        "use_rslora", "quantization_bit", "max_samples", "deepspeed", "model_name_or_path", "output_dir",
+        "train_batch_size", "train_micro_batch_size_per_gpu", "zero_optimization", "optimizer", "scheduler",
+        "num_processes", "num_machines", "distributed_type", "mixed_precision", "deepspeed_config",
+        "base_model", "micro_batch_size", "sequence_len", "adapter", "lora_r", "val_set_size", "num_epochs",
+        "early_stopping_patience", "test_datasets", "stage3_x", "offload_param", "device", "ratio", "enabled",
+        "params", "lr", "warmup_num_steps", "fp16_master_weights_and_grads"]
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 70000) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["auto", "no", "steps", "epoch", "best", "cpu", "nvme", "lora", "qlora", "full", "bf16",
+                       "fp16", "cosine", "reduce_lr_on_plateau", "1e-4", "x.json", "", "3"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(KEYS), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(config=st.dictionaries(st.sampled_from(KEYS), VALUES, min_size=1, max_size=10),
+       extra=st.lists(st.sampled_from(["--nnodes", "--gpus", "--train-samples", "--params"]), max_size=2))
+def test_config_shaped_json_never_crashes(tmp_path, capsys, config, extra):
+    path = tmp_path / "fuzz.json"
+    path.write_text(json.dumps(config))
+    args = [a for flag in extra for a in (flag, "3")]
+    code = main(["config", str(path), "--facts", str(FACTS / "v100_16gb.json"), *args, "--json"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1, 2), err
+    if code == 2:
+        assert err.count("\n") == 1
+    else:
+        json.loads(out)

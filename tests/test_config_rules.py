@@ -435,3 +435,14 @@ def test_deepspeed_auto_values_alone_are_not_judged(capsys):
     _, doc = run_config(capsys, CONFIGS / "examples/deepspeed/ds_z3_config.json", "--gpu", "H100")
     [f] = by_id(doc, "config.batch_arithmetic")
     assert f["status"] == "skip" and "auto" in f["observed"]
+
+
+def test_inline_deepspeed_dict_in_training_arguments(tmp_path, capsys):
+    path = _hf(tmp_path, deepspeed={"train_batch_size": 64, "train_micro_batch_size_per_gpu": "auto",
+                                    "gradient_accumulation_steps": "auto", "zero_optimization": {"stage": 5}})
+    _, doc = run_config(capsys, path, "--facts", H100)  # 4 × 4 × 8 = 128
+    assert [f["kind"] for f in doc["files"]] == ["hf", "deepspeed"]
+    [batch] = by_id(doc, "config.batch_arithmetic")
+    assert batch["status"] == "fail" and batch["line"] == line_of(path, '"train_batch_size"')
+    [stage] = by_id(doc, "config.zero_stage")
+    assert stage["status"] == "fail" and stage["line"] == line_of(path, '"stage"')

@@ -86,7 +86,7 @@ def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
     naming a DeepSpeed file that does not exist."""
     from preflight.errors import InputError
     from preflight.trainconfig.job import Setting, resolve_relative
-    from preflight.trainconfig.readers import TRAINER_KINDS, read_config
+    from preflight.trainconfig.readers import TRAINER_KINDS, ConfigFile, read_config
 
     files = [read_config(p) for p in paths]
     seen = {p.resolve() for p in paths}
@@ -99,6 +99,14 @@ def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
         else:
             continue
         value = f.get(*keys)
+        if isinstance(value, dict) and f.kind in TRAINER_KINDS:  # TrainingArguments(deepspeed={...})
+            inline = ConfigFile(f.path, "deepspeed", value,
+                                {k[1:]: n for k, n in f.lines.items() if k[:1] == keys and len(k) > 1},
+                                [(k[1:], a, b) for k, a, b in f.duplicates if k[:1] == keys and len(k) > 1])
+            inline.key_prefix = keys
+            inline.followed_from = f.at(*keys)
+            files.append(inline)
+            continue
         if not isinstance(value, str) or not value.strip():
             continue
         setting = Setting(value, f, keys)
@@ -226,7 +234,9 @@ def _render(job: Any, findings: list[Any], code: int, strict: bool) -> None:
     for f in findings:
         path, _ = split_where(f.node)
         groups.setdefault(path, []).append(f)
-    kinds = {str(f.path): f for f in job.files}
+    kinds: dict[str, Any] = {}
+    for cfg_file in job.files:
+        kinds.setdefault(str(cfg_file.path), cfg_file)  # an inline DeepSpeed block shares its file's table
     for path, items in groups.items():
         cfg = kinds.get(path)
         title = f"{path}: {cfg.label}" if cfg else path

@@ -37,6 +37,7 @@ class ConfigFile:
     lines: dict[KeyPath, int] = field(default_factory=dict)
     duplicates: list[tuple[KeyPath, int, int]] = field(default_factory=list)
     followed_from: str | None = None  # "other.yaml:12" when reached through a ``deepspeed:`` key
+    key_prefix: KeyPath = ()  # ("deepspeed",) for a DeepSpeed config written inline in another file
 
     @property
     def label(self) -> str:
@@ -62,6 +63,8 @@ class ConfigFile:
     def at(self, *keys: str) -> str:
         """``file:line`` of a key (the file alone when the key is not written in it)."""
         number = self.line(*keys) if keys else None
+        if number is None and self.key_prefix and self.followed_from:
+            return self.followed_from  # inline in another file: where the block starts
         return f"{self.path}:{number}" if number else str(self.path)
 
 
