@@ -446,3 +446,21 @@ def test_inline_deepspeed_dict_in_training_arguments(tmp_path, capsys):
     assert batch["status"] == "fail" and batch["line"] == line_of(path, '"train_batch_size"')
     [stage] = by_id(doc, "config.zero_stage")
     assert stage["status"] == "fail" and stage["line"] == line_of(path, '"stage"')
+
+
+def test_a_saved_training_args_dump_with_null_legacy_keys(tmp_path, capsys):
+    # Trainer.save writes every field; legacy ones are null there, and fsdp_config is a dict
+    path = _hf(tmp_path, per_gpu_train_batch_size=None, fsdp_config={"min_num_params": 0, "xla": False})
+    data = json.loads(path.read_text()) | {"per_gpu_train_batch_size": None, "evaluation_strategy": None}
+    write_json(path, data)
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    assert doc["files"][0]["kind"] == "hf"
+    assert statuses(doc, "config.renamed_keys") == ["pass"] and code == 0
+
+
+def test_params_with_a_suffix(tmp_path, capsys):
+    ds_path = CONFIGS / "examples/deepspeed/ds_z3_offload_config.json"
+    yaml_path = edit_yaml(copy_config(tmp_path, FULL), {"deepspeed": str(ds_path)})
+    _, doc = run_config(capsys, yaml_path, "--facts", V100, "--params", "70B")
+    assert statuses(doc, "config.zero3_offload_ram") == ["warn"]
+    assert "70.0B parameters, --params" in by_id(doc, "config.zero3_offload_ram")[0]["observed"]

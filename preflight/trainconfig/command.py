@@ -14,10 +14,17 @@ from typing import Any
 METHODS = ("full", "freeze", "lora", "qlora")
 
 
+_SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+
+
 def _count(text: str) -> int:
+    """A positive whole number: ``8``, ``7e9``, ``7B``, ``350M``."""
+    raw = text.strip().lower()
+    scale = _SUFFIX.get(raw[-1:], 1) if raw else 1
+    body = raw[:-1] if scale != 1 else raw
     try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
+        value = int(float(body) * scale) if ("e" in body or "." in body or scale != 1) else int(body)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
@@ -35,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", type=_count, metavar="N", help="GPUs per node (data-parallel processes per node)")
     parser.add_argument("--train-samples", type=_count, metavar="N", help="training samples (for steps per epoch)")
     parser.add_argument("--params", type=_count, metavar="N",
-                        help="model parameters, e.g. 7e9 (default: estimated from a local model config.json)")
+                        help="model parameters, e.g. 7e9 or 7B (default: estimated from a local model config.json)")
     parser.add_argument("--method", choices=METHODS, help="fine-tuning method when the configs do not say")
     parser.add_argument("--only", action="append", metavar="IDS", help="run only these rule ids or globs")
     parser.add_argument("--skip", action="append", metavar="IDS", help="skip these rule ids or globs")

@@ -137,8 +137,9 @@ def detect_kind(data: dict[str, Any]) -> str | None:
         "zero_optimization" in data or "train_micro_batch_size_per_gpu" in data or "train_batch_size" in data
     ):
         return "deepspeed"
-    if score(_ACCELERATE_KEYS) >= 2 or ("distributed_type" in data and "num_processes" in data):
-        return "accelerate"
+    if "per_device_train_batch_size" not in data and (
+            score(_ACCELERATE_KEYS) >= 2 or ("distributed_type" in data and "num_processes" in data)):
+        return "accelerate"  # a TrainingArguments dump also has fsdp_config, but never compute_environment
     llama, axolotl = score(_LLAMAFACTORY_KEYS), score(_AXOLOTL_KEYS)
     if llama and llama >= axolotl and ("finetuning_type" in data or "cutoff_len" in data or "template" in data
                                        or "stage" in data):

@@ -54,8 +54,8 @@ def renamed_keys(job: Job) -> Iterator[Located]:
     version = _version(job.hardware.transformers)
     for f in job.of_kind("hf", "llamafactory"):
         for key, (new, removed_in) in REMOVED.items():
-            if key not in f.data or (f.kind == "llamafactory" and key in LLAMAFACTORY_OWN):
-                continue
+            if f.data.get(key) is None or (f.kind == "llamafactory" and key in LLAMAFACTORY_OWN):
+                continue  # absent, or null as in a saved training_args.json dump: not the user's choice
             fix = f"rename {key} to {new}" if new else f"remove {key}"
             if version is None:
                 yield Located(f.at(key), warn(f"{key} is not a TrainingArguments key from transformers {removed_in} on",
@@ -69,7 +69,7 @@ def renamed_keys(job: Job) -> Iterator[Located]:
                     f"{key}: transformers {version} still accepts it; {removed_in} refuses it", "a current key", fix))
         if version is not None and version >= Version("5.0.0"):
             for key, instead in DEPRECATED_V5.items():
-                if key in f.data:
+                if f.data.get(key) is not None:
                     yield Located(f.at(key), warn(f"{key} is deprecated in transformers {version} (removed in 5.2)",
                                                   instead, f"use {instead}"))
 
