@@ -33,8 +33,17 @@ _BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
+_ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 9)  # what str.split() splits on
+
+
 def normalise(text: str) -> str:
-    """Lower-cased, whitespace runs as one space: the text two duplicates share."""
+    """Lower-cased, whitespace runs as one space: the text two duplicates share. Equal to
+    ``" ".join(text.lower().split())``; ASCII text takes a path in bytes that makes no word list."""
+    if text.isascii():
+        raw = text.encode("ascii").translate(_ASCII_SPACES).lower()
+        while b"  " in raw:
+            raw = raw.replace(b"  ", b" ")
+        return raw.strip(b" ").decode("ascii")
     return " ".join(text.lower().split())
 
 

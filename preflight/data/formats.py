@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class Schema:
     # text
     text: str = "text"
 
-    @property
+    @cached_property
     def known_keys(self) -> frozenset[str]:
         if self.format == "alpaca":
             own = {self.prompt, self.query, self.response, self.history, self.system}
@@ -62,7 +63,7 @@ class Schema:
             own = {self.messages, self.system}
         return frozenset(own) | METADATA_KEYS
 
-    @property
+    @cached_property
     def message_keys(self) -> frozenset[str]:
         return frozenset({self.role, self.content, "name", "weight", "tool_calls", "tool_call_id",
                           "function_call", "thinking", "reasoning_content", "loss"})

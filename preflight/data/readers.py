@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from preflight.errors import InputError
 
@@ -21,8 +20,7 @@ CHUNK = 1 << 20  # characters read at a time from a JSON array
 PROGRESS_EVERY = 4096  # records between progress callbacks
 
 
-@dataclass(frozen=True)
-class Raw:
+class Raw(NamedTuple):
     """One record as read: ``value`` is the parsed object, or None with ``error`` set."""
 
     index: int  # 0-based position among the file's records

@@ -76,6 +76,17 @@ def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample
 
 
 def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
+    instruction, output = record.get(s.prompt), record.get(s.response)
+    query, system = record.get(s.query, ""), record.get(s.system, "")
+    if (instruction.__class__ is str and output.__class__ is str and query.__class__ is str
+            and system.__class__ is str and not record.get(s.history)):  # the common record, fast
+        user = f"{instruction}\n{query}" if query else instruction
+        if not output.strip():
+            problems.append(("data.empty_answer", f"{s.response!r} is empty" if not output else
+                             f"{s.response!r} is only whitespace"))
+        if not user.strip():
+            problems.append(("data.empty_prompt", f"{s.prompt!r} and {s.query!r} are empty"))
+        return Sample(f"{system}\n{user}" if system else user, output, user, 2)
     instruction = _string(record, s.prompt, True, problems)
     query = _string(record, s.query, False, problems)
     output = _string(record, s.response, True, problems)

@@ -65,12 +65,13 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     schema = options.schema or detect([r.value for r in head if r.error is None], options.format, name)
     scan = SplitScan(path, schema, SplitStats())
     stats, dropped = scan.stats, scan.dropped
-    exact = ExactIndex()
+    seen = ExactIndex().first  # normalised-text hash -> first record
     lsh = LshIndex(*options.near) if options.near else None
     scan.lsh = lsh
     batch_ids: list[int] = []
     batch_texts: list[str] = []
     count = options.counter.count if options.counter else None
+    estimating = count is None  # the estimate's ASCII case, 4 characters a token, is inlined below
     if count is None:
         from preflight.data.tokens import estimate_tokens as count
     max_tokens = options.max_tokens
@@ -92,9 +93,12 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
         sample: Sample | None = check_record(raw.value, schema, problems)
         if sample is not None:
             full = sample.full
-            problems += quality_problems(full)
+            text_problems = quality_problems(full)
+            if text_problems:
+                problems += text_problems
             norm = normalise(full)
-            first = exact.add(hash(norm), index)
+            first = seen.setdefault(hash(norm), index)
+            first = None if first == index else first
             if first is None:
                 if lsh is not None:
                     batch_ids.append(index)
@@ -105,8 +109,10 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             else:
                 problems.append(("data.duplicate", f"same as {scan.where(first)}"))
                 dropped.add(index)
-            prompt_tokens = count(sample.prompt) + TEMPLATE_TOKENS_PER_TURN * sample.turns
-            answer_tokens = count(sample.answer)
+            prompt, answer = sample.prompt, sample.answer
+            prompt_tokens = ((len(prompt) + 3) >> 2 if estimating and prompt.isascii() else count(prompt)
+                             ) + TEMPLATE_TOKENS_PER_TURN * sample.turns
+            answer_tokens = (len(answer) + 3) >> 2 if estimating and answer.isascii() else count(answer)
             if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
                 problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
                                                   + truncation(prompt_tokens, answer_tokens, max_tokens)))

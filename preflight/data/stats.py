@@ -14,29 +14,38 @@ from typing import Any
 
 MAX_LABELS = 200  # distinct short answers tracked before the data is not classification-like
 LABEL_CHARS = 32  # an answer this short can be a label
-_SCRIPTS = (
-    ("Japanese", re.compile("[\u3040-\u30ff]")),
-    ("Korean", re.compile("[\uac00-\ud7af]")),
-    ("Chinese", re.compile("[\u4e00-\u9fff\u3400-\u4dbf]")),
-    ("Cyrillic", re.compile("[\u0400-\u04ff]")),
-    ("Arabic", re.compile("[\u0600-\u06ff]")),
-    ("Devanagari", re.compile("[\u0900-\u097f]")),
-)
 _LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f]")
+_KANA = re.compile("[\u3040-\u30ff]")
+_HANGUL = re.compile("[\uac00-\ud7af]")
+_HAN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf]")
+_TWO_BYTE = (("Cyrillic", re.compile("[\u0400-\u04ff]")), ("Greek", re.compile("[\u0370-\u03ff]")),
+             ("Arabic", re.compile("[\u0600-\u06ff]")), ("Hebrew", re.compile("[\u0590-\u05ff]")))
 HISTOGRAM_EDGES = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def script_of(text: str) -> str:
     """The dominant script of a text: Latin (ASCII text is, without looking further), Chinese,
-    Japanese (any kana), Korean, Cyrillic, Arabic, Devanagari or other."""
+    Japanese (any kana), Korean, Cyrillic, Greek, Arabic, Hebrew or other. Decided from the UTF-8
+    length first (3-byte characters against 2-byte ones against ASCII), then one or two searches."""
     if text.isascii():
         return "Latin"
-    counts = {name: len(pattern.findall(text)) for name, pattern in _SCRIPTS}
-    if counts["Japanese"] and counts["Japanese"] * 10 >= counts["Chinese"]:
-        counts["Japanese"] += counts.pop("Chinese")
-    counts["Latin"] = len(_LATIN_LETTER.findall(text))
-    name, most = max(counts.items(), key=lambda kv: kv[1])
-    return name if most else "other"
+    n = len(text)
+    ascii_chars = len(text.encode("ascii", errors="ignore"))
+    others = n - ascii_chars
+    wide = max(0, len(text.encode("utf-8", errors="surrogatepass")) - n - others)
+    two_byte = others - wide
+    if wide * 3 >= ascii_chars and wide >= two_byte:  # a CJK character carries about a word
+        if _KANA.search(text):
+            return "Japanese"
+        if _HANGUL.search(text) and not _HAN.search(text):
+            return "Korean"
+        return "Chinese" if _HAN.search(text) else "other"
+    if two_byte * 2 >= ascii_chars:
+        for name, pattern in _TWO_BYTE:
+            if pattern.search(text):
+                return name
+        return "Latin" if _LATIN_LETTER.search(text) else "other"
+    return "Latin"
 
 
 @dataclass
@@ -52,14 +61,15 @@ class SplitStats:
 
     def add(self, turns: int, prompt_tokens: int, answer_tokens: int, text: str, answer: str) -> None:
         self.samples += 1
-        self.tokens.append(min(prompt_tokens + answer_tokens, 0xFFFFFFFF))
-        self.answer_tokens.append(min(answer_tokens, 0xFFFFFFFF))
+        total = prompt_tokens + answer_tokens
+        self.tokens.append(total if total < 0xFFFFFFFF else 0xFFFFFFFF)
+        self.answer_tokens.append(answer_tokens if answer_tokens < 0xFFFFFFFF else 0xFFFFFFFF)
         self.turns[turns] += 1
-        self.scripts[script_of(text)] += 1
-        if len(answer) <= LABEL_CHARS and len(self.labels) < MAX_LABELS:
-            self.labels[answer.strip().lower()] += 1
-        elif len(answer) > LABEL_CHARS:
+        self.scripts["Latin" if text.isascii() else script_of(text)] += 1
+        if len(answer) > LABEL_CHARS:
             self.long_answers += 1
+        elif len(self.labels) < MAX_LABELS:
+            self.labels[answer.strip().lower()] += 1
 
     def classification_like(self) -> bool:
         """Few distinct short answers (the legacy OpenAI prepare_data heuristic: fewer unique

@@ -35,6 +35,8 @@ _HTML = re.compile(r"</?(?:p|div|span|br|a|b|i|u|em|strong|font|li|ul|ol|table|t
                    r"|&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,6}|#x[0-9a-fA-F]{1,6});", re.IGNORECASE)
 _GATE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd<&âÃÂ\xe4-\xe9锟烫屯{_GBK_MARKERS}]")
 
+_WORD = re.compile(r"[^\W_]")  # a letter or digit, any script
+_ASCII_SAFE = bytes(b for b in range(128) if b not in b"<&\x7f" and (b >= 0x20 or b in b"\t\n\r"))
 REPEAT_MIN_CHARS = 200  # texts shorter than this are not checked for runaway repetition
 REPEAT_PROBE = 20  # characters of the probe
 REPEAT_TIMES = 10  # the probe occurring this often, without overlap, is runaway repetition
@@ -43,7 +45,11 @@ REPEAT_TIMES = 10  # the probe occurring this often, without overlap, is runaway
 def quality_problems(text: str) -> list[Problem]:
     """The defects of one text, each as ``(rule id, detail)``."""
     problems: list[Problem] = []
-    if _GATE.search(text) is not None:
+    if text.isascii():  # ASCII can only hold control characters and HTML: checked in bytes, in C
+        suspect = bool(text.encode("ascii").translate(None, _ASCII_SAFE))
+    else:
+        suspect = _GATE.search(text) is not None
+    if suspect:
         _encoding(text, problems)
         m = _CONTROL.search(text)
         if m is not None:
@@ -118,13 +124,11 @@ def runaway_repetition(text: str) -> str:
     200 characters of the same thing. Probes without a letter or digit (rules of ``-``, table
     borders, indentation) are ignored. Data-Juicer's character_repetition_filter (rep_len 10,
     max_ratio 0.5) catches the same class of sample with a costlier n-gram count."""
-    body = text.rstrip()
+    body = text.rstrip() if text[-1:].isspace() else text
     n = len(body)
     for start in (n - REPEAT_PROBE, n // 2):
         probe = body[start:start + REPEAT_PROBE]
-        if len(probe) < REPEAT_PROBE or not any(c.isalnum() for c in probe):
-            continue
         times = body.count(probe)
-        if times >= REPEAT_TIMES:
+        if times >= REPEAT_TIMES and len(probe) == REPEAT_PROBE and _WORD.search(probe) is not None:
             return f"{probe!r} occurs {times} times"
     return ""

@@ -4,14 +4,14 @@ estimate per script, always labelled as one.
 The estimate: 4 characters per token for ASCII text (OpenAI's rule of thumb for English, close
 to the LLaMA-3, Qwen2 and GPT-4 tokenizers on prose); 1 token per CJK character (Han, kana,
 hangul: LLaMA-3 and Qwen2 spend 0.7-1.5 tokens per Chinese character, older LLaMA-2 vocabularies
-up to 2, so 1 errs on neither side by much); 2 characters per token for other non-ASCII letters
-(Cyrillic, Greek, Arabic, accented Latin words split more often). Chat templates add tokens per
+up to 2, so 1 errs on neither side by much; every character of 3 or 4 UTF-8 bytes counts so);
+2 characters per token for the 2-byte scripts (Cyrillic, Greek, Arabic, Hebrew, accented Latin
+words split more often). Chat templates add tokens per
 turn (``<|im_start|>user\\n ... <|im_end|>\\n`` is 5 in ChatML): ``TEMPLATE_TOKENS_PER_TURN``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,24 @@ from preflight.errors import InputError
 TEMPLATE_TOKENS_PER_TURN = 5
 ASCII_CHARS_PER_TOKEN = 4
 OTHER_CHARS_PER_TOKEN = 2
-_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
 def estimate_tokens(text: str) -> int:
-    """Estimated tokens of ``text`` (see the module docstring for the rates and their sources)."""
+    """Estimated tokens of ``text`` (see the module docstring for the rates and their sources).
+
+    Counted from the UTF-8 length, without looking at characters one by one: 2-byte characters
+    (accented Latin, Greek, Cyrillic, Hebrew, Arabic) count 1/2 token, 3- and 4-byte ones (CJK,
+    kana, hangul, Thai, Indic, emoji, typographic quotes) 1 token each."""
     n = len(text)
     if text.isascii():
         return (n + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN
-    cjk = len(_CJK.findall(text))
     ascii_chars = len(text.encode("ascii", errors="ignore"))
-    other = n - cjk - ascii_chars
-    return cjk + (ascii_chars + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN + (
-        other + OTHER_CHARS_PER_TOKEN - 1) // OTHER_CHARS_PER_TOKEN
+    extra = len(text.encode("utf-8", errors="surrogatepass")) - n  # 1 per 2-byte char, 2 per 3-byte char
+    others = n - ascii_chars
+    wide = max(0, extra - others)  # 3-byte (and 4-byte) characters
+    two_byte = max(0, others - wide)
+    return (wide + (ascii_chars + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN
+            + (two_byte + OTHER_CHARS_PER_TOKEN - 1) // OTHER_CHARS_PER_TOKEN)
 
 
 @dataclass
