@@ -84,8 +84,9 @@ def _hardware(args: argparse.Namespace, matrix: Any) -> Any:
         transformers = version("transformers")
     except PackageNotFoundError:
         transformers = None
-    return Hardware(first.get("name"), first.get("compute_capability"), len(devices) or None, memory, transformers,
-                    "this machine")
+    # the GPU model and RAM of this machine stand in for the job's; its GPU count does not (configs
+    # are often checked on a login node), so world sizes come only from flags, Accelerate or --facts
+    return Hardware(first.get("name"), first.get("compute_capability"), None, memory, transformers, "this machine")
 
 
 def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
