@@ -173,6 +173,7 @@ def run_bench(
     master_port: int,
     expected: Expectation | None = None,
     on_stage=lambda stage: None,  # noqa: ANN001 - progress callback
+    env_extra: dict[str, str] | None = None,
 ) -> BenchResults:
     """Run the benchmark on every node and return what it measured (problems included)."""
     start = time.monotonic()
@@ -182,7 +183,8 @@ def run_bench(
         expected_busbw=expected, expected_fraction=options.expected_fraction,
         straggler_fraction=options.straggler_fraction,
     )
-    bodies = payloads(plans, backend, options, master_addr, master_port, expected.value if expected else None)
+    bodies = payloads(plans, backend, options, master_addr, master_port, expected.value if expected else None,
+                      env_extra)
     events: queue.Queue = queue.Queue()
     watch = _Watch(plans, start)
     per_size: dict[int, dict[int, dict]] = defaultdict(dict)

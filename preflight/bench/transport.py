@@ -62,15 +62,16 @@ def _split_lines(node: str, events: queue.Queue, buffer: bytearray, data: bytes)
 class LocalLaunch:
     """The launcher as a child process of preflight, in its own session."""
 
-    def __init__(self, node: str, interpreter: Interpreter) -> None:
+    def __init__(self, node: str, interpreter: Interpreter, prefix: tuple[str, ...] = ()) -> None:
         self.node = node
         self.interpreter = interpreter
+        self.prefix = prefix  # e.g. ("ip", "netns", "exec", NS): run it inside a network namespace
         self.proc: subprocess.Popen | None = None
         self._stderr = bytearray()
 
     def start(self, payload: bytes, events: queue.Queue) -> None:
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", launcher_script(self.interpreter)],
+            [*self.prefix, "/bin/sh", "-c", launcher_script(self.interpreter)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         assert self.proc.stdin is not None
