@@ -150,12 +150,70 @@ def package_constraints(ctx: CheckContext) -> Outcome:
     return passed(f"{len(checked)} library release(s) accept torch {torch} and Python {py.version}", checked=checked)
 
 
+# What ties a flash-attn build to one torch: setup.py builds the extension with the C++ ABI of
+# the torch installed then (torch._C._GLIBCXX_USE_CXX11_ABI) and picks a release wheel by torch
+# major.minor and that ABI; the release workflow builds one wheel per torch minor and ABI.
+FLASH_ATTN_BUILD_SOURCE = (
+    "Dao-AILab/flash-attention: setup.py (get_wheel_url; -D_GLIBCXX_USE_CXX11_ABI as torch's) and "
+    ".github/workflows/_build.yml (a wheel per torch minor and ABI, renamed +cu..torch<minor>cxx11abi<TRUE|FALSE>); "
+    "the import error: Dao-AILab/flash-attention#1717"
+)
+REBUILD_FLASH_ATTN = "`pip install flash-attn --no-build-isolation --force-reinstall --no-deps` (builds against this torch)"
+
+
+def _torch_minor(torch: str) -> str:
+    try:
+        return ".".join(str(p) for p in Version(torch).release[:2])
+    except InvalidVersion:
+        return torch
+
+
+def _abi(flag: bool) -> str:
+    return "C++11 (cxx11abiTRUE)" if flag else "pre-C++11 (cxx11abiFALSE)"
+
+
+def _flash_attn_build_mismatch(facts: NodeFacts, version: str, torch: str | None, minor: str | None) -> Outcome | None:
+    """flash-attn built for another torch, as far as its installed files tell: a C++ ABI other
+    than torch's (from the c10 symbols its library imports, else its wheel's file name), or a
+    release wheel made for another torch minor."""
+    build = facts.python.flash_attn_build
+    if build is None or not torch:
+        return None
+    wheel_name = (build.wheel_url or "").rsplit("/", 1)[-1]
+    torch_abi = facts.python.torch_cxx11_abi
+    built_abi = build.cxx11_abi if build.cxx11_abi is not None else build.wheel_cxx11_abi
+    if torch_abi is not None and built_abi is not None and built_abi != torch_abi:
+        how = (f"the c10 symbols {build.library} imports" if build.cxx11_abi is not None
+               else f"its wheel {wheel_name}")
+        return _outcome(
+            Status.FAIL,
+            f"flash-attn {version} was built with the {_abi(built_abi)} C++ ABI ({how}), torch {torch} uses the "
+            f"{_abi(torch_abi)} one: `import flash_attn` fails with \"undefined symbol: _ZN3c10...\"",
+            f"flash-attn built with torch's C++ ABI ({_abi(torch_abi)})",
+            f"install the flash-attn wheel for torch {minor} with cxx11abi{str(torch_abi).upper()}, or rebuild: "
+            + REBUILD_FLASH_ATTN,
+            source=FLASH_ATTN_BUILD_SOURCE, library=build.library, wheel=build.wheel_url,
+        )
+    if build.wheel_torch and minor and build.wheel_torch != minor:
+        return _outcome(
+            Status.FAIL,
+            f"flash-attn {version} is the release wheel for torch {build.wheel_torch} ({wheel_name}), "
+            f"torch {torch} is installed: its extension links against another torch's C++ symbols",
+            f"the flash-attn wheel for torch {minor}",
+            f"install the flash-attn wheel built for torch {minor} (…torch{minor}cxx11abi…), or rebuild: "
+            + REBUILD_FLASH_ATTN,
+            source=FLASH_ATTN_BUILD_SOURCE, wheel=build.wheel_url,
+        )
+    return None
+
+
 @check("versions.flash_attn", group=GROUP, title="flash-attn fits the GPU and torch")
 def flash_attn(ctx: CheckContext) -> Outcome:
     """FlashAttention 2 needs compute capability 8.0 or newer ("FlashAttention only supports
-    Ampere GPUs or newer"); its prebuilt wheels exist for listed torch minor versions, and a
-    build from source is tied to the torch it was compiled against (``undefined symbol`` after a
-    torch upgrade)."""
+    Ampere GPUs or newer"); a build is tied to the torch it was compiled against, its minor
+    version and C++ ABI (``undefined symbol: _ZN3c10...`` at import otherwise), which the probe
+    reads from the extension's symbols and, for a wheel installed from a URL, its file name; its
+    prebuilt wheels exist for listed torch minor versions."""
     facts = ctx.facts
     version = facts.python.packages.get("flash-attn")
     if version is None:
@@ -174,12 +232,14 @@ def flash_attn(ctx: CheckContext) -> Outcome:
                 source=feature.sourced.cite(),
             )
     torch = facts.python.packages.get("torch")
+    minor = _torch_minor(torch) if torch else None
+    built = _flash_attn_build_mismatch(facts, version, torch, minor)
+    if built is not None:
+        return built
     wheel = ctx.matrix.flash_attn_wheel(version)
-    if torch and wheel is not None:
-        try:
-            minor = ".".join(str(p) for p in Version(torch).release[:2])
-        except InvalidVersion:
-            minor = torch
+    build = facts.python.flash_attn_build
+    from_wheel_for_this_torch = build is not None and build.wheel_torch is not None and build.wheel_torch == minor
+    if torch and wheel is not None and not from_wheel_for_this_torch:
         if minor not in wheel.torch:
             return warn(
                 f"flash-attn {version} has no prebuilt wheel for torch {minor} (wheels: torch {', '.join(wheel.torch)}): "
@@ -188,7 +248,10 @@ def flash_attn(ctx: CheckContext) -> Outcome:
                 "rebuild it against this torch: `pip install flash-attn --no-build-isolation --force-reinstall --no-deps`",
                 source=wheel.sourced.cite(),
             )
-    return passed(f"flash-attn {version} with torch {torch} on compute capability {', '.join(sorted(ccs)) or '?'}")
+    abi = ""
+    if build is not None and facts.python.torch_cxx11_abi is not None and build.cxx11_abi is not None:
+        abi = f", both built with the {_abi(build.cxx11_abi)} C++ ABI"
+    return passed(f"flash-attn {version} with torch {torch} on compute capability {', '.join(sorted(ccs)) or '?'}{abi}")
 
 
 @check("versions.nvcc_torch_cuda", group=GROUP, title="nvcc matches torch's CUDA for extension builds")

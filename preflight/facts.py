@@ -161,6 +161,23 @@ class GpuInfo:
 
 
 @dataclass
+class ExtensionBuild:
+    """What a compiled torch extension's installed files say about the torch it was built for.
+
+    ``cxx11_abi`` is read from the C++ symbols its library imports from torch's c10 (None when
+    they do not tell); ``wheel_torch``/``wheel_cxx11_abi`` from the release wheel's file name
+    (``+cu123torch2.4cxx11abiFALSE``) when it was installed from a URL (``wheel_url``, from the
+    dist-info's ``direct_url.json``): the installed metadata itself does not record them.
+    """
+
+    library: str | None
+    cxx11_abi: bool | None
+    wheel_url: str | None = None
+    wheel_torch: str | None = None
+    wheel_cxx11_abi: bool | None = None
+
+
+@dataclass
 class PythonEnv:
     executable: str
     version: str
@@ -172,6 +189,8 @@ class PythonEnv:
     torch_git_version: str | None
     unavailable: dict[str, str] = field(default_factory=dict)
     nvcc_version: str | None = None
+    torch_cxx11_abi: bool | None = None  # from the symbols of torch/lib/libc10.so
+    flash_attn_build: ExtensionBuild | None = None
 
 
 @dataclass

@@ -124,3 +124,96 @@ def test_secrets_never_reach_the_facts(monkeypatch):
     text = json.dumps(collect())
     assert "hunter2" not in text
     assert '"NCCL_SOCKET_IFNAME": "eth0"' in text
+
+
+# --- how flash-attn was built: ELF symbols and the wheel's file name -------------------------
+
+
+def _elf_with_symbols(path, names):  # noqa: ANN001, ANN202
+    """A minimal 64-bit little-endian ELF shared object: a header, a .dynstr holding ``names``
+    and a section table of [null, .dynsym (linked to .dynstr), .dynstr], as a linker lays out
+    the parts the probe reads."""
+    import struct
+
+    dynstr = b"\0" + b"".join(n.encode() + b"\0" for n in names)
+    dynstr_off = 64
+    shoff = (dynstr_off + len(dynstr) + 7) // 8 * 8
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", header, 16, 3, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 0)
+
+    def section(kind, offset, size, link):  # noqa: ANN001, ANN202
+        return struct.pack("<IIQQQQIIQQ", 0, kind, 0, 0, offset, size, link, 0, 1, 0)
+
+    table = section(0, 0, 0, 0) + section(11, 0, 0, 2) + section(3, dynstr_off, len(dynstr), 0)
+    path.write_bytes(bytes(header) + dynstr + b"\0" * (shoff - 64 - len(dynstr)) + table)
+    return path
+
+
+CXX11_SYMBOL = "_ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
+OLD_ABI_SYMBOL = "_ZN3c105ErrorC2ENS_14SourceLocationESs"  # ByteDance-Seed/SeedVR#13's undefined symbol
+
+
+def test_elf_dynamic_strings_and_the_cxx_abi(tmp_path):
+    from preflight.probe.python_env import cxx11_abi, elf_dynamic_strings
+
+    new = elf_dynamic_strings(_elf_with_symbols(tmp_path / "new.so", ["memcpy", CXX11_SYMBOL]))
+    assert new is not None and CXX11_SYMBOL.encode() in new and cxx11_abi(new) is True
+    old = elf_dynamic_strings(_elf_with_symbols(tmp_path / "old.so", [OLD_ABI_SYMBOL]))
+    assert cxx11_abi(old) is False
+    assert cxx11_abi(elf_dynamic_strings(_elf_with_symbols(tmp_path / "none.so", ["_ZN3c104cuda9SetDeviceEi"]))) is None
+    (tmp_path / "text.so").write_text("not an ELF file")
+    assert elf_dynamic_strings(tmp_path / "text.so") is None
+    (tmp_path / "short.so").write_bytes(b"\x7fELF\x02\x01")
+    assert elf_dynamic_strings(tmp_path / "short.so") is None
+    assert elf_dynamic_strings(tmp_path / "missing.so") is None
+
+
+def test_elf_dynamic_strings_of_a_real_library():
+    """libstdc++ is built with both ABIs and exports std::__cxx11 names: readelf -S agrees."""
+    from preflight.probe.python_env import elf_dynamic_strings
+
+    found = sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libstdc++.so.6*") + glob.glob("/usr/lib64/libstdc++.so.6*"))
+    if not found:
+        pytest.skip("no libstdc++ here")
+    dynstr = elf_dynamic_strings(found[0])
+    assert dynstr is not None and dynstr.startswith(b"\0") and b"__cxx11" in dynstr and b"_ZNSs" in dynstr
+
+
+def test_flash_attn_build_from_installed_files(tmp_path):
+    from preflight.probe.python_env import flash_attn_build, torch_cxx11_abi
+
+    site = tmp_path / "site-packages"
+    dist = site / "flash_attn-2.6.3.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Name: flash_attn\nVersion: 2.6.3\n")
+    _elf_with_symbols(site / "flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so", [CXX11_SYMBOL])
+    url = ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.6.3/"
+           "flash_attn-2.6.3%2Bcu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    (dist / "direct_url.json").write_text(json.dumps({"url": url, "archive_info": {}}))
+    (site / "torch" / "lib").mkdir(parents=True)
+    _elf_with_symbols(site / "torch" / "lib" / "libc10.so", [OLD_ABI_SYMBOL])
+
+    build = flash_attn_build([str(tmp_path / "nowhere"), str(site)])
+    assert build == {
+        "library": str(site / "flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so"),
+        "cxx11_abi": True,
+        "wheel_url": url,
+        "wheel_torch": "2.4",
+        "wheel_cxx11_abi": False,
+    }
+    assert torch_cxx11_abi(str(site)) is False
+    (dist / "direct_url.json").write_text("{not json")
+    assert flash_attn_build([str(site)])["wheel_url"] is None
+    assert flash_attn_build([str(tmp_path)]) is None
+
+
+def test_flash_attn_build_facts_round_trip():
+    """The probe's new fields load into NodeFacts."""
+    from conftest import fixture_facts
+
+    facts = fixture_facts("a100_sxm_8x", lambda d: d["python"].update(
+        torch_cxx11_abi=True,
+        flash_attn_build={"library": "/x/flash_attn_2_cuda.so", "cxx11_abi": True, "wheel_url": None,
+                          "wheel_torch": None, "wheel_cxx11_abi": None}))
+    assert facts.python.flash_attn_build is not None and facts.python.flash_attn_build.cxx11_abi is True

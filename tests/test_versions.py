@@ -69,6 +69,65 @@ def test_flash_attn_on_turing_fails():
     assert judge(fixture_facts("h100_sxm_8x"))["versions.flash_attn"].status in (Status.PASS, Status.WARN)
 
 
+def _flash_attn_build(torch: str, torch_abi: bool | None, **build):  # noqa: ANN202, ANN003
+    def edit(data):  # noqa: ANN001
+        data["python"]["packages"].update({"torch": torch, "flash-attn": "2.6.3"})
+        data["python"]["torch_cxx11_abi"] = torch_abi
+        data["python"]["flash_attn_build"] = {
+            "library": "/venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so",
+            "cxx11_abi": None, **build,
+        }
+
+    return edit
+
+
+def test_flash_attn_built_with_the_other_cxx_abi_fails():
+    # Dao-AILab/flash-attention#1717: a flash-attn built with the C++11 ABI beside a pre-C++11
+    # torch: "flash_attn_2_cuda...so: undefined symbol:
+    # _ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
+    facts = fixture_facts("a100_sxm_8x", _flash_attn_build("2.4.1", False, cxx11_abi=True))
+    finding = judge(facts)["versions.flash_attn"]
+    assert finding.status == Status.FAIL
+    assert "C++11 (cxx11abiTRUE)" in finding.observed and "pre-C++11 (cxx11abiFALSE)" in finding.observed
+    assert "cxx11abiFALSE" in finding.remediation and "--no-build-isolation" in finding.remediation
+    assert "flash-attention#1717" in finding.evidence["source"]
+
+
+def test_flash_attn_abi_from_the_wheel_name_when_the_library_does_not_tell():
+    wheel = ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.6.3/"
+             "flash_attn-2.6.3+cu123torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl")
+    facts = fixture_facts("a100_sxm_8x", _flash_attn_build(
+        "2.4.1", False, wheel_url=wheel, wheel_torch="2.4", wheel_cxx11_abi=True))
+    finding = judge(facts)["versions.flash_attn"]
+    assert finding.status == Status.FAIL and "its wheel flash_attn-2.6.3+cu123torch2.4cxx11abiTRUE" in finding.observed
+
+
+def test_flash_attn_wheel_for_another_torch_minor_fails():
+    # Dao-AILab/flash-attention#931: flash-attn 2.5.7's wheels (built up to torch 2.2) under torch
+    # 2.3.0: "flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"
+    wheel = ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.6.3/"
+             "flash_attn-2.6.3%2Bcu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    facts = fixture_facts("a100_sxm_8x", _flash_attn_build(
+        "2.5.1", False, cxx11_abi=False, wheel_url=wheel, wheel_torch="2.4", wheel_cxx11_abi=False))
+    finding = judge(facts)["versions.flash_attn"]
+    assert finding.status == Status.FAIL
+    assert "release wheel for torch 2.4" in finding.observed and "torch 2.5.1 is installed" in finding.observed
+    assert "torch 2.5" in finding.remediation
+
+
+def test_flash_attn_built_for_this_torch_passes():
+    wheel = ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.6.3/"
+             "flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    facts = fixture_facts("a100_sxm_8x", _flash_attn_build(
+        "2.4.1", False, cxx11_abi=False, wheel_url=wheel, wheel_torch="2.4", wheel_cxx11_abi=False))
+    finding = judge(facts)["versions.flash_attn"]
+    assert finding.status == Status.PASS, finding.observed
+    assert "both built with the pre-C++11 (cxx11abiFALSE) C++ ABI" in finding.observed
+    # what the probe could not read is not a finding: the older rules decide
+    unknown = fixture_facts("a100_sxm_8x", _flash_attn_build("2.4.1", None, cxx11_abi=True))
+    assert judge(unknown)["versions.flash_attn"].status == Status.PASS
+
+
 def test_nvcc_major_mismatch_with_deepspeed_fails():
     # torch.utils.cpp_extension: "The detected CUDA version (11.8) mismatches the version that was used to compile PyTorch"
     def nvcc(version):

@@ -8,9 +8,11 @@ even with torch installed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -161,6 +163,143 @@ def _nvcc(environ, unavailable):
     return nvcc_release(done.stdout)
 
 
+# --- how a compiled torch extension was built --------------------------------------------------
+#
+# A C++ extension of torch (flash-attn's flash_attn_2_cuda) imports c10/ATen symbols whose
+# mangled names carry the C++ ABI: with _GLIBCXX_USE_CXX11_ABI=1 a std::string parameter is
+# ``NSt7__cxx1112basic_string...``, with 0 it is ``Ss``. flash-attn's setup.py builds with the
+# ABI of the torch installed at build time (torch._C._GLIBCXX_USE_CXX11_ABI), and its release
+# wheels carry it in their file names (flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-...whl). An
+# extension and a torch of different ABIs fail at import with "undefined symbol: _ZN3c10...".
+# The installed metadata does not record the torch of the build (the release wheels are built as
+# plain "2.6.3" and only renamed), but a wheel installed from a URL leaves that file name in the
+# dist-info's direct_url.json (PEP 610).
+
+_SHT_DYNSYM = 11
+_WHEEL_LOCAL = re.compile(r"\+cu(\d+)torch(\d+\.\d+)cxx11abi(TRUE|FALSE)-", re.IGNORECASE)
+
+
+def elf_dynamic_strings(path, limit=64 << 20):
+    """The dynamic string table of a 64-bit little-endian ELF shared library: the names of the
+    symbols it exports and imports, read from its section table without loading it (a few
+    hundred kilobytes of a library that may weigh a gigabyte). None when the file is not such a
+    library, has no section table, or the table is over ``limit`` bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4:6] != b"\x02\x01":
+                return None
+            (shoff,) = struct.unpack_from("<Q", head, 0x28)
+            shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+            if not shoff or shentsize < 64 or not shnum:
+                return None
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            if len(table) < shentsize * shnum:
+                return None
+            for i in range(shnum):
+                (kind,) = struct.unpack_from("<I", table, i * shentsize + 4)
+                if kind != _SHT_DYNSYM:
+                    continue
+                (link,) = struct.unpack_from("<I", table, i * shentsize + 40)
+                if link >= shnum:
+                    return None
+                offset, size = struct.unpack_from("<QQ", table, link * shentsize + 24)
+                if size > limit:
+                    return None
+                f.seek(offset)
+                data = f.read(size)
+                return data if len(data) == size else None
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def cxx11_abi(dynstr):
+    """Whether the c10 symbols named in a dynamic string table use the C++11 ABI; None when no
+    c10 symbol with a std::string in its signature is named.
+
+    >>> cxx11_abi(b"\\0_ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE\\0")
+    True
+    >>> cxx11_abi(b"\\0_ZN3c106detail14torchCheckFailEPKcS2_jRKSs\\0")
+    False
+    >>> cxx11_abi(b"\\0_ZN3c1010TensorImpl7releaseEv\\0memcpy\\0") is None
+    True
+    """
+    old = False
+    for name in dynstr.split(b"\0"):
+        if not (name.startswith(b"_ZN3c10") or name.startswith(b"_ZNK3c10")):
+            continue
+        if b"__cxx11" in name:
+            return True
+        if b"RKSs" in name or b"ESs" in name:
+            old = True
+    return False if old else None
+
+
+def wheel_build_tag(url):
+    """(torch major.minor, C++11 ABI) from the file name of a flash-attn release wheel.
+
+    >>> wheel_build_tag("https://github.com/Dao-AILab/flash-attention/releases/download/v2.6.3/"
+    ...                 "flash_attn-2.6.3%2Bcu123torch2.4cxx11abiFALSE-cp311-cp311-linux_x86_64.whl")
+    ('2.4', False)
+    >>> wheel_build_tag("https://pypi.org/flash_attn-2.6.3.tar.gz") is None
+    True
+    """
+    try:
+        from urllib.parse import unquote
+    except ImportError:  # pragma: no cover - every CPython has it
+        return None
+    match = _WHEEL_LOCAL.search(unquote(url.rsplit("/", 1)[-1]))
+    if not match:
+        return None
+    return match.group(2), match.group(3).upper() == "TRUE"
+
+
+def torch_cxx11_abi(torch_entry):
+    """torch's own C++ ABI, from the c10 library it ships (torch/lib/libc10.so)."""
+    dynstr = elf_dynamic_strings(os.path.join(torch_entry, "torch", "lib", "libc10.so"))
+    return cxx11_abi(dynstr) if dynstr is not None else None
+
+
+def flash_attn_build(path_entries):
+    """What flash-attn's installed files say of its build, from the first sys.path entry holding
+    its metadata (the one Python imports): its extension library and that library's C++ ABI, and
+    for a wheel installed from a URL the torch and ABI in the wheel's file name. None when
+    flash-attn is not installed."""
+    for entry in path_entries:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        dist = next((n for n in names if n.endswith(".dist-info")
+                     and (dist_name_version(entry, n) or ("",))[0] == "flash-attn"), None)
+        if dist is None:
+            continue
+        library = next((os.path.join(entry, n) for n in sorted(names)
+                        if n.startswith("flash_attn_2_cuda") and n.endswith(".so")), None)
+        dynstr = elf_dynamic_strings(library) if library else None
+        out = {
+            "library": library,
+            "cxx11_abi": cxx11_abi(dynstr) if dynstr is not None else None,
+            "wheel_url": None,
+            "wheel_torch": None,
+            "wheel_cxx11_abi": None,
+        }
+        direct = read_text(os.path.join(entry, dist, "direct_url.json"))
+        try:
+            url = json.loads(direct).get("url") if direct else None
+        except (ValueError, AttributeError):
+            url = None
+        if isinstance(url, str):
+            out["wheel_url"] = url
+            tag = wheel_build_tag(url)
+            if tag:
+                out["wheel_torch"], out["wheel_cxx11_abi"] = tag
+        return out
+    return None
+
+
 def collect() -> dict:
     unavailable = {}
     packages, torch_entry = scan_packages(sys.path)
@@ -179,6 +318,14 @@ def collect() -> dict:
                 )
     else:
         unavailable["torch_cuda"] = "torch is not installed in this Python"
+    abi = None
+    if torch_entry is not None:
+        abi = torch_cxx11_abi(torch_entry)
+        if abi is None:
+            unavailable["torch_cxx11_abi"] = "torch/lib/libc10.so not found or names no std::string symbol"
+    flash = flash_attn_build(sys.path) if "flash-attn" in packages else None
+    if flash is not None and flash["library"] is None:
+        unavailable["flash_attn_build"] = "no flash_attn_2_cuda*.so beside flash-attn's metadata"
     virtualenv = sys.prefix if sys.prefix != getattr(sys, "base_prefix", sys.prefix) else None
     virtualenv = virtualenv or os.environ.get("VIRTUAL_ENV") or None
     conda_env = None
@@ -195,4 +342,6 @@ def collect() -> dict:
         "torch_git_version": torch_git,
         "unavailable": unavailable,
         "nvcc_version": _nvcc(os.environ, unavailable),
+        "torch_cxx11_abi": abi,
+        "flash_attn_build": flash,
     }
