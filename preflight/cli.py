@@ -112,6 +112,7 @@ def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     from preflight.bench.command import add_bench_options
 
     add_bench_options(cluster)
+    __import__("preflight.plan.command", fromlist=["_"]).add_cluster_arguments(cluster)  # --plan MODEL (issue 6)
     _add_judging_options(cluster)
 
 

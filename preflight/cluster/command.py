@@ -33,6 +33,7 @@ class ClusterRequest:
     bench_options: object = None  # preflight.bench.run.BenchOptions; None: no benchmark
     rendezvous: tuple[str | None, int] = (None, 29500)  # MASTER_ADDR (None: the first host), MASTER_PORT
     local_python: str | None = None  # the Python that runs a one-node (no hosts file) benchmark
+    plan: object = None  # preflight.plan.command.PlanRequest; None: no --plan
 
 
 def _safe_name(name: str) -> str:
@@ -255,6 +256,13 @@ def run_cluster(request: ClusterRequest, sel: Selection) -> int:
         entries, network, bench = _sweep_entries(request, progress_console)
     if request.save_facts is not None:
         _save(entries, request.save_facts, network, bench)
+    if request.plan is not None:  # --plan MODEL: the plan for these nodes follows the report (preflight.plan)
+        from preflight.plan.command import render_with_plan
+
+        return render_with_plan(
+            request.plan, [e.facts for e in entries], as_json=request.as_json, console=console, bench=bench,
+            render_cluster=lambda: render("cluster", entries, sel, as_json=request.as_json, console=console,
+                                          network=network, bench=bench))
     return render("cluster", entries, sel, as_json=request.as_json, console=console, network=network, bench=bench)
 
 
@@ -308,6 +316,8 @@ def request_from_args(args: argparse.Namespace, thresholds: dict | None = None) 
         from preflight.bench.command import bench_options as options_from_args
 
         bench_options = options_from_args(args, thresholds)
+    from preflight.plan.command import plan_request_from_args  # --plan MODEL (preflight.plan)
+
     request = ClusterRequest(
         hosts_file=args.hosts,
         hosts_format=args.hosts_format,
@@ -320,5 +330,6 @@ def request_from_args(args: argparse.Namespace, thresholds: dict | None = None) 
         bench_options=bench_options,
         rendezvous=(master_addr, master_port or default_port),
         local_python=args.python if args.python != "python3" else None,
+        plan=plan_request_from_args(args),
     )
     return request

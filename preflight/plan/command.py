@@ -483,13 +483,16 @@ def cluster_from_facts(facts_list: list[Any], *, measured_inter_bus_bw: float | 
 
 
 def _node_network_bytes(facts: Any) -> float:
-    """A node's network bytes/s: the sum of its ACTIVE InfiniBand/RoCE ports, else its fastest NIC."""
+    """A node's network bytes/s: the sum of its ACTIVE InfiniBand ports (RoCE ports when it has no
+    InfiniBand ones: Ethernet-layer ports beside InfiniBand are the front-end network), else its
+    fastest NIC."""
     total = 0.0
-    for port in facts.network.infiniband:
-        if port.state and "ACTIVE" in port.state.upper() and port.rate:
-            match = re.match(r"\s*([0-9.]+)\s*Gb", port.rate)
-            if match:
-                total += float(match.group(1)) * 1e9 / 8
+    active = [p for p in facts.network.infiniband if p.state and "ACTIVE" in p.state.upper() and p.rate]
+    infiniband = [p for p in active if (p.link_layer or "").lower() == "infiniband"]
+    for port in infiniband or active:
+        match = re.match(r"\s*([0-9.]+)\s*Gb", port.rate)
+        if match:
+            total += float(match.group(1)) * 1e9 / 8
     if total:
         return total
     speeds = [i.speed_mbps for i in facts.network.interfaces if i.up and i.speed_mbps and i.name != "lo"]
@@ -497,30 +500,53 @@ def _node_network_bytes(facts: Any) -> float:
 
 
 def plan_request_from_args(args: argparse.Namespace) -> PlanRequest | None:
-    """``preflight cluster --plan MODEL ...`` as a request, or None without --plan."""
+    """``preflight cluster --plan MODEL ...`` as a request, or None without --plan. The model is
+    resolved here, so a wrong name or config fails before any node is contacted."""
     if not getattr(args, "plan", None):
         return None
-    return _request(args, args.plan)
+    request = _request(args, args.plan)
+    resolve_spec(request)
+    return request
 
 
-def cluster_plan(request: PlanRequest, facts_list: list[Any], *,
-                 measured_inter_bus_bw: float | None = None) -> dict[str, Any]:
-    """The plan for the swept nodes; ``measured_inter_bus_bw`` (bytes/s) from a benchmark wins over
+def measured_bus_bandwidth(bench: Any) -> tuple[float | None, float | None]:
+    """(intra-node, inter-node) bus bandwidth in bytes/s from a completed ``--bench`` all-reduce:
+    its largest message size, which spans every node (inter) or one node (intra)."""
+    if bench is None or not getattr(bench, "completed", False):
+        return None, None
+    largest = bench.largest()
+    if largest is None or largest.busbw <= 0:
+        return None, None
+    return (None, largest.busbw) if len(bench.nodes) > 1 else (largest.busbw, None)
+
+
+def cluster_plan(request: PlanRequest, facts_list: list[Any], *, measured_inter_bus_bw: float | None = None,
+                 measured_intra_bus_bw: float | None = None) -> dict[str, Any]:
+    """The plan for the swept nodes; a measured bus bandwidth (bytes/s, from a benchmark) wins over
     the link speeds in the facts."""
+    from dataclasses import replace
+
     cluster = cluster_from_facts(facts_list, measured_inter_bus_bw=measured_inter_bus_bw, tflops=request.tflops)
+    if measured_intra_bus_bw:
+        cluster = replace(cluster, intra_bw=measured_intra_bus_bw,
+                          sources={**cluster.sources, "intra_bw": "measured bus bandwidth (benchmark)"})
     return make_plan(request, cluster)
 
 
 def render_with_plan(request: PlanRequest, facts_list: list[Any], render_cluster: Any, *, as_json: bool,
-                     console: Any, measured_inter_bus_bw: float | None = None) -> int:
+                     console: Any, bench: Any = None, measured_inter_bus_bw: float | None = None) -> int:
     """Render the cluster report, then the plan: in JSON as a ``plan`` key of the same document.
-    The exit code is the cluster's, or 1 when the job does not fit (and the cluster passed)."""
+    The exit code is the cluster's, or 1 when the job does not fit (and the cluster passed).
+    ``bench`` (``preflight.bench.results.BenchResults``) supplies measured bus bandwidths."""
     import contextlib
     import io
     import json
 
+    intra, inter = measured_bus_bandwidth(bench)
     try:
-        plan: dict[str, Any] | None = cluster_plan(request, facts_list, measured_inter_bus_bw=measured_inter_bus_bw)
+        plan: dict[str, Any] | None = cluster_plan(request, facts_list,
+                                                   measured_inter_bus_bw=measured_inter_bus_bw or inter,
+                                                   measured_intra_bus_bw=intra)
         error = None
     except InputError as exc:
         plan, error = None, str(exc)

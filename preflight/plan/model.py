@@ -208,7 +208,8 @@ def _qwen_moe(r: _Reader, layers: int) -> dict[str, Any]:
     dense_only = r.raw("mlp_only_layers") or []
     if not isinstance(dense_only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in dense_only):
         raise r.fail("mlp_only_layers", f"expected a list of layer numbers, got {dense_only!r}")
-    moe_layers = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
+    dense_sparse = {i for i in dense_only if 0 <= i < layers and (i + 1) % step == 0}
+    moe_layers = layers // step - len(dense_sparse)
     return {"experts": r.int("num_experts"), "top_k": r.int("num_experts_per_tok"),
             "moe_intermediate": r.int("moe_intermediate_size"), "moe_layers": moe_layers}
 
