@@ -13,12 +13,17 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from timing import load, wall_interleaved  # noqa: E402 - benchmarks/timing.py
 
-from timing import wall  # noqa: E402 - benchmarks/timing.py
+# The same command with orjson made unimportable, so both configurations are timed in one run
+# (preflight parses with orjson when the optional [fast] extra installed it).
+WITHOUT_ORJSON = ("import sys; sys.modules['orjson'] = None; from preflight.cli import main; "
+                  "sys.exit(main(['logs', sys.argv[1], '--json']))")
 
 
 def write_state(path: Path, points: int) -> None:
@@ -43,13 +48,28 @@ def main() -> int:
         write_state(path, args.points)
         size = path.stat().st_size / 1e6
         py = sys.executable
-        baseline = wall([py, "-c", f"import json; json.load(open({str(path)!r}))"], args.runs)
-        ours = wall([py, "-m", "preflight", "logs", str(path), "--json"], args.runs)
-    b, o = statistics.median(baseline), statistics.median(ours)
-    print(f"{args.points:,} points, {size:.0f} MB trainer_state.json, median of {args.runs} fresh processes")
-    print(f"{'plain json.load':32} {b:6.2f} s")
-    print(f"{'preflight logs --json':32} {o:6.2f} s   ({o / b:.2f}x json.load)")
-    print(f"\npreflight logs {o:.2f} s (target < 2 s): {'MET' if o < 2 else 'MISSED'}")
+        cmds = {
+            "plain json.load": [py, "-c", f"import json; json.load(open({str(path)!r}))"],
+            "preflight logs --json": [py, "-m", "preflight", "logs", str(path), "--json"],
+        }
+        has_orjson = subprocess.run([py, "-c", "import orjson"], capture_output=True).returncode == 0
+        if has_orjson:
+            cmds["plain orjson.loads"] = [py, "-c", f"import orjson; orjson.loads(open({str(path)!r}, 'rb').read())"]
+            cmds["preflight logs --json, without orjson"] = [py, "-c", WITHOUT_ORJSON, str(path)]
+        before = load()
+        times = wall_interleaved(cmds, args.runs)
+    print(f"{args.points:,} points, {size:.0f} MB trainer_state.json, median of {args.runs} fresh processes taking"
+          f" turns; {before} (before), {load()} (after); orjson {'installed' if has_orjson else 'not installed'}")
+    base = statistics.median(times["plain json.load"])
+    for name, t in times.items():
+        m = statistics.median(t)
+        print(f"{name:40} {m:6.2f} s   ({m / base:.2f}x json.load, min {min(t):.2f} s)")
+    print()
+    for name in ("preflight logs --json", "preflight logs --json, without orjson"):
+        if name in times:
+            m = statistics.median(times[name])
+            config = "stdlib json" if "without" in name or not has_orjson else "orjson ([fast] extra)"
+            print(f"{name} [{config}]: {m:.2f} s (target < 2 s): {'MET' if m < 2 else 'MISSED'}")
     return 0
 
 
