@@ -136,7 +136,7 @@ def detect(records: list[Any], forced: str, source: str) -> Schema:
                     "text": Schema("text", "--format")}
         return defaults[forced]
     if not votes:
-        seen = ", ".join(k for k, _ in keys.most_common(8)) or "no JSON objects"
+        seen = ", ".join(repr(k) for k, _ in keys.most_common(8)) or "no JSON objects"
         raise InputError(f"cannot tell the format from the first records (keys: {seen}); "
                          "pass --format alpaca|sharegpt|messages|text", source=source)
     fmt, count = votes.most_common(1)[0]
@@ -156,18 +156,18 @@ def from_dataset_info(info_path: Path, name: str | None) -> tuple[Path, Schema]:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"not valid JSON: {exc}", source=source) from None
+        raise InputError(f"not valid JSON: {str(exc).splitlines()[0]}", source=source) from None
     if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
         raise InputError("expected an object of dataset entries", source=source)
     local = [n for n, e in info.items() if "file_name" in e]
     if name is None:
         if len(local) != 1:
-            listed = ", ".join(local[:10]) or "none"
+            listed = ", ".join(repr(n) for n in local[:10]) or "none"
             raise InputError(f"pass --dataset NAME to pick an entry (local ones: {listed})", source=source)
         name = local[0]
     entry = info.get(name)
     if entry is None:
-        raise InputError(f"Undefined dataset {name} in dataset_info.json", source=source)
+        raise InputError(f"Undefined dataset {name!r} in dataset_info.json", source=source)
     if "file_name" not in entry:
         where = next((k for k in ("hf_hub_url", "ms_hub_url", "script_url", "cloud_file_name") if k in entry), "?")
         raise InputError(f"entry {name!r} is remote ({where}); download it and check the file", source=source)

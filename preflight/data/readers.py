@@ -99,6 +99,11 @@ def _looks_like_lines(path: Path) -> None:
                          "(a LLaMA-Factory dataset_info.json? pass it with --dataset NAME)", source=str(path), line=1)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise InputError("no such file", source=str(path))
@@ -262,7 +267,7 @@ def _csv(path: Path, delimiter: str, progress: Callable[[int], None] | None) -> 
         except UnicodeDecodeError as exc:
             raise InputError(f"not UTF-8 text (byte {exc.start} of a chunk)", source=source, line=line) from None
         except csv.Error as exc:
-            raise InputError(f"CSV: {exc}", source=source, line=reader.line_num or line) from None
+            raise InputError(f"CSV: {_one_line(exc)}", source=source, line=reader.line_num or line) from None
     if index == 0:
         raise InputError("no records (a header and no rows)", source=source)
 
@@ -276,7 +281,7 @@ def _parquet(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
-        raise InputError(f"not a readable Parquet file: {exc}", source=str(path)) from None
+        raise InputError(f"not a readable Parquet file: {_one_line(exc)}", source=str(path)) from None
     index = 0
     try:
         for batch in parquet.iter_batches(batch_size=4096):
@@ -286,6 +291,6 @@ def _parquet(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw
             if progress is not None:
                 progress(int(path.stat().st_size * (index / max(parquet.metadata.num_rows, 1))))
     except Exception as exc:  # noqa: BLE001 - a corrupt row group
-        raise InputError(f"Parquet: {exc} (after record {index})", source=str(path)) from None
+        raise InputError(f"Parquet: {_one_line(exc)} (after record {index})", source=str(path)) from None
     if index == 0:
         raise InputError("no records (an empty table)", source=str(path))

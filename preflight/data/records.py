@@ -229,7 +229,12 @@ def _order(prev: str, cls: str, index: int) -> str:
     if prev in allowed or (prev == "S" and cls == "U"):
         return ""
     if prev in ("", "S"):
-        return f"the conversation starts with a {_ROLE_NAMES[cls]} turn (turn {index})"
+        return f"the conversation starts with {_a(cls)} turn (turn {index})"
     if prev == cls or (prev in "AC" and cls in "AC"):
         return f"two {_ROLE_NAMES[cls]} turns in a row (turns {index - 1} and {index})"
-    return f"a {_ROLE_NAMES[cls]} turn right after a {_ROLE_NAMES[prev]} turn (turn {index})"
+    return f"{_a(cls)} turn right after {_a(prev)} turn (turn {index})"
+
+
+def _a(cls: str) -> str:
+    name = _ROLE_NAMES[cls]
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"

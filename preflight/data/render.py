@@ -83,6 +83,24 @@ def _labels(report: DataReport):  # noqa: ANN202 - rich Text or None
     return text
 
 
+def _details(f):  # noqa: ANN001, ANN202 - a Finding; rich Text
+    """The count, then one location per line (its detail beside it), then how many more."""
+    from rich.text import Text
+
+    locations = f.evidence.get("locations") or []
+    if not locations:
+        return Text(f.observed)
+    count = f.evidence.get("count", len(locations))
+    text = Text(f"{count:,} record{'s' if count != 1 else ''}")
+    for loc in locations:
+        text.append("\n")
+        text.append(loc["at"], style="bold")
+        text.append(f" {loc['detail']}")
+    if count > len(locations):
+        text.append(f"\n… and {count - len(locations):,} more", style="dim")
+    return text
+
+
 def render_terminal(console, report: DataReport, code: int, strict: bool) -> None:  # noqa: ANN001 - rich Console
     from rich.table import Table
     from rich.text import Text
@@ -109,7 +127,7 @@ def render_terminal(console, report: DataReport, code: int, strict: bool) -> Non
         table.add_column("check", style="cyan", no_wrap=True)
         table.add_column("where · observed · fix", ratio=1)
         for f in problems:
-            details = Text(f.observed)
+            details = _details(f)
             details.append("\nfix: ", style="bold")
             details.append(f.remediation)
             table.add_row(Text(f.status.label, style=STYLES[f.status]), f.id, details)

@@ -19,6 +19,7 @@ from preflight.data.rules import RULES, Hits, Status
 from preflight.data.stats import SplitStats
 from preflight.data.text_quality import quality_problems
 from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
+from preflight.errors import InputError
 
 NEAR_BATCH = 2048  # texts signed at once (bounded memory)
 _BREAKS = frozenset(r.id for r in RULES.values() if r.status == Status.FAIL and r.id != "data.leakage")
@@ -62,7 +63,11 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                progress: Callable[[int], None] | None = None) -> SplitScan:
     records = read_records(path, progress)
     head = list(islice(records, DETECT_RECORDS))
-    schema = options.schema or detect([r.value for r in head if r.error is None], options.format, name)
+    parsed = [r.value for r in head if r.error is None]
+    if not parsed and options.schema is None and options.format == "auto":
+        raise InputError(f"none of the first {len(head)} records is valid JSON (first: {head[0].error}); "
+                         "is this a data file?", source=name, line=head[0].line)
+    schema = options.schema or detect(parsed, options.format, name)
     scan = SplitScan(path, schema, SplitStats())
     stats, dropped = scan.stats, scan.dropped
     seen = ExactIndex().first  # normalised-text hash -> first record

@@ -74,7 +74,7 @@ def load_tokenizer(path: Path) -> TokenCounter:
         try:
             tok = Tokenizer.from_file(str(file))
         except Exception as exc:  # noqa: BLE001 - the Rust side raises its own Exception type
-            raise InputError(f"not a tokenizer.json: {exc}", source=str(file)) from None
+            raise InputError("not a tokenizer.json: " + " ".join(str(exc).split())[:300], source=str(file)) from None
         return TokenCounter(True, f"exact ({file})", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
     try:
         from transformers import AutoTokenizer
@@ -84,7 +84,7 @@ def load_tokenizer(path: Path) -> TokenCounter:
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ...
-        raise InputError(f"cannot load a tokenizer from it: {exc}".splitlines()[0], source=source) from None
+        raise InputError("cannot load a tokenizer from it: " + " ".join(str(exc).split())[:300], source=source) from None
     return TokenCounter(True, f"exact ({path})", lambda t: len(tok.encode(t, add_special_tokens=False)))
 
 
