@@ -24,9 +24,10 @@ MARKER = "preflight-bench"
 def _leftovers() -> list[str]:
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if MARKER in cmdline and "pytest" not in cmdline:
-            found.append(f"{proc.info['pid']}: {cmdline[:100]}")
+        argv = proc.info["cmdline"] or []
+        role = next((a for a in argv[-2:] if a in ("preflight-bench-rank", "preflight-bench-launcher")), None)
+        if role:
+            found.append(f"{proc.info['pid']}: {role}")
     return found
 
 
@@ -235,3 +236,23 @@ def test_corrupt_bench_json_is_an_input_error(run_cli, tmp_path):
     (folder / "bench.json").write_text('{"backend": "nccl", "world_size": "two"}')
     code, _, err = run_cli("replay", str(folder))
     assert code == 2 and "bench.json" in err and "Traceback" not in err
+
+
+def test_ctrl_c_stops_every_rank():
+    import signal
+    import subprocess
+    import time
+
+    preflight = Path(sys.executable).parent / "preflight"
+    proc = subprocess.Popen([str(preflight), "bench", "--cpu-ranks", "2", "--max-size", "64M",
+                             "--seconds-per-size", "3", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while len([p for p in _leftovers() if "preflight-bench-rank" in p]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len([p for p in _leftovers() if "preflight-bench-rank" in p]) == 2, "the ranks never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert not _leftovers()
