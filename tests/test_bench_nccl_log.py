@@ -243,3 +243,20 @@ master_node:11715:11984 [0] NCCL INFO NET/Socket : Using [0]ib0:192.168.11.1<0>
 master_node:11715:11984 [0] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB ; OOB ib0:192.168.11.1<0>
 """)
     assert transports(old) == {"IB"}
+
+
+def test_real_log_of_nccl_2_28_9_on_an_h200_vm():
+    """96 lines NCCL 2.28.9 printed on a real 1x H200 VM (no InfiniBand, virtio eth0), captured by
+    `preflight bench` through benchmarks/gpu_check.sh: clean for a node without IB ports; the
+    same lines on a node whose IB ports are up mean NCCL fell back to sockets."""
+    from pathlib import Path
+
+    from preflight.bench.nccl_log import diagnose, nccl_version, transports
+
+    path = Path(__file__).parent / "fixtures" / "bench" / "nccl_2.28.9_h200_vm_socket.log"
+    lines = path.read_text().splitlines()
+    assert nccl_version(lines) == "2.28.9+cuda13.0"
+    assert "Socket" in transports(lines) and "IB" not in transports(lines)
+    assert diagnose(lines, ib_expected=False) == []
+    kinds = {issue.kind for issue in diagnose(lines, ib_expected=True)}
+    assert "socket_instead_of_ib" in kinds
