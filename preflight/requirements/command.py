@@ -16,7 +16,6 @@ from preflight.errors import InputError
 from preflight.findings import Status, exit_code, worst
 from preflight.requirements.judge import Target, judge_requirements
 from preflight.requirements.parse import ParsedRequirements, parse_requirements
-from preflight.requirements.pyproject import parse_pyproject
 
 _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
 _PYTHON = re.compile(r"^3\.\d+(\.\d+)?$")
@@ -26,7 +25,12 @@ def parse_files(files: list[Path]) -> ParsedRequirements:
     """All files as one set: pins in one file can contradict pins in another."""
     merged = ParsedRequirements([], [], [], [], [])
     for path in files:
-        part = parse_pyproject(path) if path.name == "pyproject.toml" else parse_requirements(path)
+        if path.name == "pyproject.toml":
+            from preflight.requirements.pyproject import parse_pyproject  # and the TOML reader
+
+            part = parse_pyproject(path)
+        else:
+            part = parse_requirements(path)
         merged.requirements += part.requirements
         merged.constraints += part.constraints
         merged.indexes += part.indexes

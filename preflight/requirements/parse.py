@@ -29,10 +29,10 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -276,6 +276,8 @@ def _parse_options(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     """Options as (long form, value) pairs in order, and the stray words pip ignores."""
     try:  # shlex is slow; without quotes or backslashes it is a plain whitespace split
         if _SHLEX_CHARS.search(text):
+            import shlex
+
             words = shlex.split(text)
         else:
             words = [word for word in _SHLEX_SPACE.split(text) if word]
@@ -431,8 +433,10 @@ def _specifier_kind(specifier: str, operators: list[str]) -> str:
     return "pinned" if any(op in ("==", "===") for op in operators) else "ranged"
 
 
-@dataclass(frozen=True)
-class _Where:
+class _Where(NamedTuple):
+    """Where a requirement was read. A named tuple: a pre-commit hook pays ~1 ms per frozen
+    dataclass it defines, a third of that for this."""
+
     source: str
     line: int
     raw: str
