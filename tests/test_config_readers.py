@@ -3,12 +3,13 @@ key's line; JSON keys get their lines; each file's kind is detected; bad input i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from config_kit import CONFIGS, line_of
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from preflight.errors import InputError
@@ -161,3 +162,32 @@ def test_yaml_reader_never_crashes(text: str) -> None:
         parse_yaml(text, "fuzz.yaml")
     except InputError as exc:
         assert str(exc).startswith("fuzz.yaml")
+
+
+SCALARS = (st.none() | st.booleans() | st.integers(-10**6, 10**6)
+           | st.floats(allow_nan=False, allow_infinity=False, width=32)
+           | st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12))
+KEYS = st.from_regex(r"[a-z_][a-z0-9_.]{0,10}", fullmatch=True)
+DOCS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+                    max_leaves=10)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, DOCS, min_size=1, max_size=6))
+def test_reader_matches_pyyaml_on_what_pyyaml_writes(data):
+    # the one deliberate difference: "1e5"-like strings are floats here (YAML 1.2), strings in PyYAML
+    assume(not any(isinstance(v, str) and re.fullmatch(r"[-+]?[0-9_]*\.?[0-9_]*[eE][-+]?[0-9]+", v)
+                   for v in _leaves(data)))
+    text = yaml.safe_dump(data, default_flow_style=False, allow_unicode=True, sort_keys=False)
+    assert parse_yaml(text, "gen.yaml").data == yaml.safe_load(text)

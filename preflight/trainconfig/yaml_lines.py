@@ -8,7 +8,8 @@ Anything outside the subset (anchors, aliases, tags, several documents) is an ``
 naming the line, never a wrong answer.
 
 Scalars follow YAML 1.1 as PyYAML reads them (``yes``/``on`` are booleans, ``~`` is null), with
-one deliberate difference: ``1e-4`` is a float here (YAML 1.2), where PyYAML keeps it a string.
+two deliberate differences: ``1e-4`` is a float here (YAML 1.2), where PyYAML keeps it a string,
+and sexagesimal ``12:30`` stays a string, where PyYAML reads 750.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from preflight.errors import InputError
 
 Path_ = tuple[str, ...]
 
-_KEY = re.compile(r"""^(?P<key>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"\[\]{},&*!|>][^#]*?)\s*:(?:\s+|$)(?P<rest>.*)$""")
+_KEY = re.compile(r"""^(?P<key>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^ \t#'"\[\]{},&*!|>][^#]*?)[ \t]*:(?:[ \t]+|$)(?P<rest>.*)$""")
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"^[-+]?(\d[\d_]*)?(\.\d*)?([eE][-+]?\d+)?$")
 _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -51,8 +52,8 @@ def _strip_comment(text: str) -> str:
         elif ch in "'\"" and (i == 0 or text[i - 1] in " \t:[{,-"):
             quote = ch
         elif ch == "#" and (i == 0 or text[i - 1] in " \t"):
-            return text[:i].rstrip()
-    return text.rstrip()
+            return text[:i].rstrip(" \t")
+    return text.rstrip(" \t")
 
 
 def _lines(text: str, source: str) -> list[_Line]:
@@ -128,8 +129,8 @@ class _Parser:
                 if content.startswith("- "):
                     return out  # a sequence at the parent's indent ends this mapping
                 raise self.error(f"expected 'key: value', got {content[:40]!r}", line.number)
-            key = self._key(match.group("key").strip(), line.number)
-            rest = match.group("rest").strip()
+            key = self._key(match.group("key").strip(" \t"), line.number)
+            rest = match.group("rest").strip(" \t")
             here = (*path, key)
             if key in out:
                 self.doc.duplicates.append((here, self.doc.lines[here], line.number))
@@ -173,10 +174,10 @@ class _Parser:
                 out.append(self._value("", indent, here, line.number))
                 continue
             item_indent = indent + (len(content) - len(item))
-            if _KEY.match(item) and item[0] not in "[{":
-                # "- key: value" opens a mapping whose keys sit at the item's column
+            if item == "-" or item.startswith("- ") or (_KEY.match(item) and item[0] not in "[{"):
+                # "- key: value" / "- - x" open a mapping / sequence at the item's column
                 self.raw[self.i] = _Line(line.number, item_indent, " " * item_indent + item)
-                out.append(self._mapping(item_indent, here))
+                out.append(self._block(item_indent, here))
             else:
                 self.i += 1
                 out.append(self._scalar(item, line.number, here))
@@ -188,7 +189,7 @@ class _Parser:
         block_indent = None
         while self.i < len(self.raw):
             line = self.raw[self.i]
-            if line.text.strip() == "":
+            if line.text.strip(" \t") == "":
                 collected.append("")
                 self.i += 1
                 continue
@@ -210,7 +211,7 @@ class _Parser:
         return text
 
     def _scalar(self, text: str, number: int, path: Path_ = ()) -> Any:
-        text = text.strip()
+        text = text.strip(" \t")
         if not text:
             return None
         head = text[0]
@@ -226,8 +227,9 @@ class _Parser:
             return _unescape(text[1:-1], self, number)
         if head in "[{":
             value, end = _flow(text, 0, self, number)
-            if text[end:].strip():
-                raise self.error(f"text after a flow collection: {text[end:].strip()[:30]!r}", number)
+            if text[end:].strip(" \t"):
+                rest = text[end:].strip(" \t")
+                raise self.error(f"text after a flow collection: {rest[:30]!r}", number)
             return value
         if head in "]}|>%@`":
             raise self.error(f"unexpected character {head!r}", number)
@@ -243,6 +245,12 @@ def resolve_plain(text: str) -> Any:
         return _BOOLS[lowered]
     if _INT.match(text):
         return int(text.replace("_", ""))
+    if re.fullmatch(r"[-+]?0[0-9_]*[89][0-9_]*", text):
+        return text  # not octal, not decimal: PyYAML keeps "08" a string
+    if re.fullmatch(r"[-+]?0[0-7_]+", text):  # YAML 1.1 octal, as PyYAML reads it
+        return int(text.replace("_", ""), 8)
+    if re.fullmatch(r"[-+]?0x[0-9a-fA-F_]+", text):
+        return int(text.replace("_", ""), 16)
     if any(c.isdigit() for c in text) and _FLOAT.match(text) and text not in (".", "+.", "-."):
         try:
             return float(text.replace("_", ""))
@@ -315,7 +323,7 @@ def _flow(text: str, i: int, parser: _Parser, number: int) -> tuple[Any, int]:
             else:
                 while i < len(text) and text[i] not in ",:" + closing + "[]{}":
                     i += 1
-            token = text[start:i].strip()
+            token = text[start:i].strip(" \t")
             while i < len(text) and text[i] == " ":
                 i += 1
             key = None
