@@ -256,3 +256,77 @@ def test_ctrl_c_stops_every_rank():
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     time.sleep(0.5)
     assert not _leftovers()
+
+
+# --- expectations from the node's facts -------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_the_default_sweep_reaches_the_size_the_sourced_figure_was_measured_at():
+    from preflight.bench.command import default_gpu_sizes
+    from preflight.bench.run import GPU_SIZES
+    from preflight.facts import load_facts
+
+    h100 = load_facts(FIXTURES / "h100_sxm_8x.json")
+    assert default_gpu_sizes([h100]) == (*GPU_SIZES, 16 << 30)  # Azure's 8x H100 floor is at 16 GiB
+    assert default_gpu_sizes([load_facts(FIXTURES / "t4_cloud_vm.json")]) == GPU_SIZES  # no figure
+
+
+def test_cuda_visible_devices_narrows_the_ranks():
+    from preflight.bench.command import visible_gpus
+    from preflight.facts import load_facts
+
+    h100 = load_facts(FIXTURES / "h100_sxm_8x.json")
+    assert visible_gpus(h100) == 8
+    h100.network.env["CUDA_VISIBLE_DEVICES"] = "0,1,2,3"
+    assert visible_gpus(h100) == 4
+    h100.network.env["CUDA_VISIBLE_DEVICES"] = ""
+    assert visible_gpus(h100) == 0
+
+
+def test_expected_busbw_one_node_and_across_infiniband():
+    from preflight.bench.expected_busbw import expected_busbw
+    from preflight.facts import load_facts
+
+    h100 = load_facts(FIXTURES / "h100_sxm_8x.json")
+    one, missing = expected_busbw([h100], "nccl", 16 << 30)
+    assert one is not None and one.value == pytest.approx(460e9) and "azurehpc" in one.source.lower()
+    below, missing = expected_busbw([h100], "nccl", 1 << 30)
+    assert below is None and "measured at" in missing
+    # two nodes: the ring also crosses each node's 8 NDR ports (8 x 400 Gb/s = 400 GB/s)
+    two, _ = expected_busbw([h100, load_facts(FIXTURES / "h100_sxm_8x.json")], "nccl", 16 << 30)
+    assert two is not None and two.value == pytest.approx(400e9) and "InfiniBand" in two.source
+
+
+def test_low_busbw_on_8_h100_warns_naming_the_expected_value(run_cli, tmp_path):
+    from preflight.bench.expected_busbw import expected_busbw
+    from preflight.facts import load_facts
+
+    h100 = load_facts(FIXTURES / "h100_sxm_8x.json")
+    expected, _ = expected_busbw([h100], "nccl", 16 << 30)
+    folder = tmp_path / "h100"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "h100_sxm_8x.json", folder / "node.json")
+    doc = json.loads((H200 / "bench.json").read_text())
+    size = 16 << 30
+    doc.update(world_size=8, nodes=[h100.node], ranks_per_node={h100.node: 8}, memory=[], nccl_lines={},
+               expected_busbw=dataclasses.asdict(expected))
+    seconds = size / 300e9 * 1.75  # busbw 300 GB/s
+    doc["sizes"] = [{"bytes": size, "count": size // 4, "iters": 8, "seconds_avg": seconds, "seconds_max": seconds,
+                     "algbw": size / seconds, "busbw": 300e9, "wrong": 0}]
+    (folder / "bench.json").write_text(json.dumps(doc))
+    finding = _replay(run_cli, folder)["bench.allreduce_bandwidth"]
+    assert finding["status"] == "warn"
+    assert "busbw 300.00 GB/s" in finding["observed"] and "460.00 GB/s" in finding["expected"]
+
+
+def test_nccl_ib_hca_decides_which_ports_count():
+    from preflight.bench.expected_busbw import compute_ports
+    from preflight.facts import load_facts
+
+    h100 = load_facts(FIXTURES / "h100_sxm_8x.json")
+    everything = compute_ports(h100)
+    assert len(everything) == 8  # the eight 400 Gb/s ports, not the slower storage ports
+    h100.network.env["NCCL_IB_HCA"] = "=" + ",".join(d for d, _ in everything[:4])
+    assert len(compute_ports(h100)) == 4

@@ -125,6 +125,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def visible_gpus(facts) -> int:  # noqa: ANN001 - NodeFacts
+    """GPUs the training processes will see: ``CUDA_VISIBLE_DEVICES`` (from the node's
+    environment) narrows what NVML lists; empty means none."""
+    devices = len(facts.gpu.devices)
+    value = facts.network.env.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return devices
+    named = [v for v in value.split(",") if v.strip()]
+    return min(devices, len(named))
+
+
+def default_gpu_sizes(nodes: list) -> tuple[int, ...]:
+    """1 MiB .. 1 GiB, plus the size the sourced busbw figure for this system was measured at
+    (e.g. 16 GiB for 8x H100), when every GPU has memory for it three times over (the timed
+    buffer, the correctness buffer and headroom): without it a default run could not be
+    compared with anything."""
+    from preflight.bench.expectations import load_expectations
+    from preflight.bench.run import GPU_SIZES
+
+    first = nodes[0].gpu.devices if nodes else []
+    if not first or not first[0].name:
+        return GPU_SIZES
+    nvlink = any((d.nvlink_up or 0) > 0 for d in first)
+    figure = load_expectations(None).allreduce_busbw(first[0].name, len(first), nvlink, 1 << 40)
+    at = figure.at_bytes if figure is not None else None
+    smallest_memory = min((d.memory_total_bytes or 0) for n in nodes for d in n.gpu.devices)
+    if at and at > max(GPU_SIZES) and smallest_memory >= 3 * at:
+        return (*GPU_SIZES, at)
+    return GPU_SIZES
+
+
 def measure(launches: dict, facts_by_node: dict, options, master_addr: str, master_port: int,  # noqa: ANN001
             console) -> object:  # noqa: ANN001
     """Lay out the ranks over the nodes (in ``facts_by_node`` order: the master first), run the
@@ -132,10 +163,12 @@ def measure(launches: dict, facts_by_node: dict, options, master_addr: str, mast
     from preflight.bench.expected_busbw import expected_busbw, ib_rate_bps
     from preflight.bench.run import CPU_SIZES, GPU_SIZES, layout, run_bench
 
-    nodes = [(name, len(f.gpu.devices)) for name, f in facts_by_node.items()]
+    nodes = [(name, visible_gpus(f)) for name, f in facts_by_node.items()]
     backend, plans = layout(nodes, options.backend, options.cpu_ranks)
     if backend == "nccl" and any(p.gpus == 0 for p in plans):
         raise InputError("--backend nccl: a node without GPUs; use --backend gloo or --cpu-ranks")
+    if backend == "nccl" and not options.sizes:
+        options = replace(options, sizes=default_gpu_sizes(list(facts_by_node.values())))
     largest = max(options.sizes or (GPU_SIZES if backend == "nccl" else CPU_SIZES))
     expected, missing = expected_busbw(list(facts_by_node.values()), backend, largest)
     status = console.status("benchmark: start", spinner="dots") if console.is_terminal else None

@@ -2,8 +2,9 @@
 it to decide whether to look for a straggler) and stored with the results.
 
 - One node with GPUs: the sourced figure for that GPU system (``compat_matrix/bench.toml``).
-- Several nodes: also bounded by the slowest node's network: the sum of its active InfiniBand /
-  RoCE port rates, or else the speed of the interface NCCL (or gloo) uses there. A ring
+- Several nodes: also bounded by the slowest node's network: the sum of the active InfiniBand /
+  RoCE ports NCCL would use there (``NCCL_IB_HCA``, else the fastest ports), or else the speed of
+  the interface NCCL (or gloo) uses there. A ring
   all-reduce pushes every byte through each node's NICs, so busbw cannot exceed that rate.
 - gloo on one node (loopback): no expectation.
 """
@@ -14,20 +15,33 @@ import re
 
 from preflight.bench.results import Expectation
 from preflight.facts import NodeFacts
-from preflight.net.ifname import gloo_address, nccl_interface
+from preflight.net.ifname import gloo_address, nccl_interface, nccl_matches, parse_nccl_ifname
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
 
 
-def ib_rate_bps(facts: NodeFacts) -> float:
-    """Bytes/s of the node's active InfiniBand/RoCE ports together (``rate`` like "400 Gb/sec (4X NDR)")."""
-    total = 0.0
+def compute_ports(facts: NodeFacts) -> list[tuple[str, float]]:
+    """(device, bytes/s) of the active InfiniBand/RoCE ports NCCL would use: those
+    ``NCCL_IB_HCA`` selects when it is set, else the fastest ones (a node's slower ports are
+    usually its storage or management network, which NCCL's topology search passes over)."""
+    ports = []
     for port in facts.network.infiniband:
-        if (port.state or "").upper().endswith("ACTIVE") and port.rate:
-            match = _RATE.match(port.rate)
-            if match:
-                total += float(match.group(1)) * 1e9 / 8
-    return total
+        match = _RATE.match(port.rate or "")
+        if (port.state or "").upper().endswith("ACTIVE") and match:
+            ports.append((port.device, float(match.group(1)) * 1e9 / 8))
+    value = facts.network.env.get("NCCL_IB_HCA")
+    if value:
+        spec = parse_nccl_ifname(value)
+        prefix = ("^" if spec.exclude else "") + ("=" if spec.exact else "")
+        chosen = set(nccl_matches(prefix + ",".join(n.split(":")[0] for n in spec.names), [d for d, _ in ports]))
+        return [p for p in ports if p[0] in chosen]
+    fastest = max((rate for _, rate in ports), default=0.0)
+    return [p for p in ports if p[1] == fastest]
+
+
+def ib_rate_bps(facts: NodeFacts) -> float:
+    """Bytes/s of the ports NCCL would use together (``rate`` like "400 Gb/sec (4X NDR)")."""
+    return sum(rate for _, rate in compute_ports(facts))
 
 
 def socket_interface(facts: NodeFacts, backend: str) -> tuple[str, int | None] | None:
@@ -50,7 +64,7 @@ def node_network(facts: NodeFacts, backend: str) -> tuple[float, str] | None:
     if backend == "nccl":
         ib = ib_rate_bps(facts)
         if ib:
-            ports = sum(1 for p in facts.network.infiniband if (p.state or "").upper().endswith("ACTIVE"))
+            ports = len(compute_ports(facts))
             return ib, f"{ports} active InfiniBand/RoCE port(s) on {facts.node}, {ib * 8 / 1e9:.0f} Gb/s together"
     chosen = socket_interface(facts, backend)
     if chosen is None or not chosen[1] or chosen[1] <= 0:
