@@ -200,3 +200,17 @@ def test_config_shaped_json_never_crashes(tmp_path, capsys, config, extra):
         assert err.count("\n") == 1
     else:
         json.loads(out)
+
+
+@pytest.mark.parametrize("value", ['"\\0x.json"', "x" * 5000, "~nosuchuser_zz/ds.json"])
+def test_unusable_deepspeed_paths_are_findings(tmp_path, capsys, value):
+    path = tmp_path / "lf.yaml"
+    path.write_text(f"stage: sft\nfinetuning_type: full\ndeepspeed: {value}\n")
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    assert code == 1 and [f["status"] for f in doc["findings"] if f["id"] == "config.deepspeed_file"] == ["fail"]
+
+
+def test_the_same_file_twice_is_judged_once(capsys):
+    path = CONFIGS / "examples/train_lora/qwen3_lora_sft_eval.yaml"
+    _, doc = run_config(capsys, path, path, "--gpu", "H100")
+    assert len(doc["files"]) == 1

@@ -96,8 +96,11 @@ def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
     from preflight.trainconfig.job import Setting, resolve_relative
     from preflight.trainconfig.readers import TRAINER_KINDS, ConfigFile, read_config
 
-    files = [read_config(p) for p in paths]
-    seen = {p.resolve() for p in paths}
+    files, seen = [], set()
+    for p in paths:
+        if p.resolve() not in seen:  # the same file named twice is judged once
+            seen.add(p.resolve())
+            files.append(read_config(p))
     missing = []
     for f in list(files):
         if f.kind in TRAINER_KINDS:
@@ -109,8 +112,7 @@ def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
         value = f.get(*keys)
         if isinstance(value, dict) and f.kind in TRAINER_KINDS:  # TrainingArguments(deepspeed={...})
             inline = ConfigFile(f.path, "deepspeed", value,
-                                {k[1:]: n for k, n in f.lines.items() if k[:1] == keys and len(k) > 1},
-                                [(k[1:], a, b) for k, a, b in f.duplicates if k[:1] == keys and len(k) > 1])
+                                {k[1:]: n for k, n in f.lines.items() if k[:1] == keys and len(k) > 1})
             inline.key_prefix = keys
             inline.followed_from = f.at(*keys)
             files.append(inline)

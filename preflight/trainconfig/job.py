@@ -176,9 +176,12 @@ def _positive_int(value: Any) -> bool:
 def resolve_relative(value: str, config: Path) -> Path | None:
     """A path written in a config: relative to the config's folder, else to the working directory
     (LLaMA-Factory resolves from where it is started)."""
-    candidate = Path(value).expanduser()
-    if candidate.is_absolute():
+    try:
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            return candidate if candidate.exists() else None
+        if (config.parent / candidate).exists():
+            return config.parent / candidate
         return candidate if candidate.exists() else None
-    if (config.parent / candidate).exists():
-        return config.parent / candidate
-    return candidate if candidate.exists() else None
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user
+        return None
