@@ -214,3 +214,12 @@ def test_the_same_file_twice_is_judged_once(capsys):
     path = CONFIGS / "examples/train_lora/qwen3_lora_sft_eval.yaml"
     _, doc = run_config(capsys, path, path, "--gpu", "H100")
     assert len(doc["files"]) == 1
+
+
+def test_facts_with_a_malformed_compute_capability(tmp_path, capsys):
+    data = json.loads((FACTS / "t4_cloud_vm.json").read_text())
+    data["gpu"]["devices"][0]["compute_capability"] = "seven"
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps(data))
+    assert main(["config", str(CONFIGS / "hf/training_args.json"), "--facts", str(facts)]) == 2
+    assert f"{facts}: GPU compute capability 'seven'" in capsys.readouterr().err

@@ -8,10 +8,12 @@ read. The GPU comes from ``--facts``, ``--gpu`` or, failing both, this machine's
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
 METHODS = ("full", "freeze", "lora", "qlora")
+_CC = re.compile(r"^\d+\.\d+[a-z]?$")
 
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
@@ -55,6 +57,7 @@ def _csv(values: list[str] | None) -> tuple[str, ...]:
 
 
 def _hardware(args: argparse.Namespace, matrix: Any) -> Any:
+    from preflight.errors import InputError
     from preflight.trainconfig.job import Hardware
 
     if args.facts is not None:
@@ -66,6 +69,8 @@ def _hardware(args: argparse.Namespace, matrix: Any) -> Any:
         gpu, cc = (first.name, first.compute_capability) if first else (None, None)
         if args.gpu:
             gpu, cc = matrix.resolve_gpu(args.gpu)
+        elif cc is not None and not _CC.match(cc):
+            raise InputError(f"GPU compute capability {cc!r} is not like 8.0", source=str(args.facts))
         return Hardware(gpu, cc, len(devices) or None, facts.system.memory.total_bytes,
                         facts.python.packages.get("transformers"), f"--facts {args.facts}")
     if args.gpu:
@@ -86,7 +91,9 @@ def _hardware(args: argparse.Namespace, matrix: Any) -> Any:
         transformers = None
     # the GPU model and RAM of this machine stand in for the job's; its GPU count does not (configs
     # are often checked on a login node), so world sizes come only from flags, Accelerate or --facts
-    return Hardware(first.get("name"), first.get("compute_capability"), None, memory, transformers, "this machine")
+    cc = first.get("compute_capability")
+    return Hardware(first.get("name"), cc if isinstance(cc, str) and _CC.match(cc) else None, None, memory,
+                    transformers, "this machine")
 
 
 def load_files(paths: list[Path]) -> tuple[list[Any], list[Any]]:
