@@ -53,6 +53,13 @@ def completed(ctx: ClusterContext) -> Outcome:
         first = bench.problems[0]
         where = ", ".join(first.nodes) or "?"
         ranks = f" (ranks {', '.join(map(str, sorted(set(first.ranks))))})" if first.ranks else ""
+        if first.kind == "not-run":
+            return fail(
+                f"not run: {first.message}", "every rank completes the benchmark",
+                STAGE_FIX.get(first.stage, "fix the finding named above, then rerun"),
+                stage=first.stage, kind=first.kind, nodes=first.nodes,
+                problems=[f"{p.stage}/{p.kind} on {', '.join(p.nodes)}: {p.message}" for p in bench.problems],
+            )
         verb = "hung" if first.kind == "hang" else "failed"
         more = f"; {len(bench.problems) - 1} more problem(s)" if len(bench.problems) > 1 else ""
         return fail(

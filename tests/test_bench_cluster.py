@@ -81,3 +81,21 @@ def test_blocked_rendezvous_port_fails_in_that_stage_within_its_deadline(lab, be
     assert "MASTER_PORT" in finding["remediation"]
     assert set(result["killed"]) == {"host1", "host2", "host3"}
     assert elapsed < 8 * 2.5 + 20  # the deadline (torch may report first), startup, and the kill
+
+
+def test_known_blockers_stop_the_benchmark_before_it_waits(lab, bench, run_cli, tmp_path):
+    """A rendezvous port the network tests found blocked, or a training Python without torch:
+    the benchmark is not started (no deadline to wait for), and the finding says why."""
+    lab.block_tcp("host1", 29518, "REJECT")
+    code, findings, result, seconds = bench("--master-port", "29518")
+    finding = findings["bench.completed"]
+    assert code == 1 and finding["status"] == "fail" and finding["observed"].startswith("not run:")
+    assert "cannot reach host1:29518" in finding["observed"] and "net.master_port_reachable" in finding["observed"]
+    assert result["sizes"] == [] and seconds < 30
+    lab.unblock("host1")
+    # the system Python of the hosts has no torch
+    hosts = tmp_path / "hosts.txt"
+    code, out, err = run_cli("cluster", str(hosts), "--ssh-config", str(tmp_path / "ssh_config"), "--json",
+                             "--python", "/usr/bin/python3", "--bench", "--no-network-tests")
+    finding = {f["id"]: f for f in json.loads(out)["cluster_findings"]}["bench.completed"]
+    assert finding["observed"].startswith("not run: torch is not installed in the training Python on host1")

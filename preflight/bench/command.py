@@ -156,11 +156,39 @@ def default_gpu_sizes(nodes: list) -> tuple[int, ...]:
     return GPU_SIZES
 
 
+def not_runnable(facts_by_node: dict, network: object = None, check_torch: bool = True) -> list:
+    """Why the benchmark cannot start, known before launching anything (so that the user does
+    not wait for a deadline): torch missing from a node's training Python, or a rendezvous port
+    the network tests found taken or blocked."""
+    from preflight.bench.results import StageProblem
+
+    problems = []
+    missing = [name for name, f in facts_by_node.items() if check_torch and "torch" not in f.python.packages]
+    if missing:
+        where = ", ".join(f"{n} ({facts_by_node[n].python.executable})" for n in missing)
+        problems.append(StageProblem("import", "not-run", missing, [],
+                                     f"torch is not installed in the training Python on {where}", 0.0))
+    if network is not None:
+        if network.port_free is False:  # type: ignore[attr-defined]
+            problems.append(StageProblem(
+                "rendezvous", "not-run", [network.master], [],  # type: ignore[attr-defined]
+                f"port {network.master_port} is in use on {network.master} (net.master_port_free)", 0.0))  # type: ignore[attr-defined]
+        blocked = sorted({p.source for p in network.paths  # type: ignore[attr-defined]
+                          if p.purpose == "rendezvous" and p.status != "ok"})
+        if blocked:
+            problems.append(StageProblem(
+                "rendezvous", "not-run", blocked, [],
+                f"{', '.join(blocked)} cannot reach {network.master_addr}:{network.master_port} "  # type: ignore[attr-defined]
+                "(net.master_port_reachable)", 0.0))
+    return problems
+
+
 def measure(launches: dict, facts_by_node: dict, options, master_addr: str, master_port: int,  # noqa: ANN001
-            console) -> object:  # noqa: ANN001
+            console, network: object = None, check_torch: bool = True) -> object:  # noqa: ANN001
     """Lay out the ranks over the nodes (in ``facts_by_node`` order: the master first), run the
     benchmark with a live stage display, and return the results."""
     from preflight.bench.expected_busbw import expected_busbw, ib_rate_bps
+    from preflight.bench.results import BenchResults
     from preflight.bench.run import CPU_SIZES, GPU_SIZES, layout, run_bench
 
     nodes = [(name, visible_gpus(f)) for name, f in facts_by_node.items()]
@@ -171,6 +199,11 @@ def measure(launches: dict, facts_by_node: dict, options, master_addr: str, mast
         options = replace(options, sizes=default_gpu_sizes(list(facts_by_node.values())))
     largest = max(options.sizes or (GPU_SIZES if backend == "nccl" else CPU_SIZES))
     expected, missing = expected_busbw(list(facts_by_node.values()), backend, largest)
+    blocked = not_runnable(facts_by_node, network, check_torch)
+    if blocked:
+        return BenchResults(backend, sum(len(p.ranks) for p in plans), [p.name for p in plans],
+                            {p.name: len(p.ranks) for p in plans}, master_addr, master_port, problems=blocked,
+                            expected_busbw=expected, expected_missing=missing)
     status = console.status("benchmark: start", spinner="dots") if console.is_terminal else None
     if status:
         status.start()
@@ -232,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--backend nccl: this machine shows no GPU; use --cpu-ranks N for gloo")
     port = args.master_port or _free_port()
     launches = {facts.node: LocalLaunch(facts.node, Interpreter(args.python))}
-    results = measure(launches, {facts.node: facts}, options, "127.0.0.1", port, make_console(stderr=True))
+    # the facts describe this Python; another --python is checked by running it
+    results = measure(launches, {facts.node: facts}, options, "127.0.0.1", port, make_console(stderr=True),
+                      check_torch=args.python == sys.executable)
     entries = [NodeEntry(facts.node, facts)]
     if args.save_facts is not None:
         _save(entries, args.save_facts)

@@ -57,7 +57,7 @@ class StageProblem:
     """A stage that failed (an error a rank reported) or hung (its deadline passed)."""
 
     stage: str  # start, import, rendezvous, first, sweep, pairwise, memory
-    kind: str  # "error" or "hang"
+    kind: str  # "error", "hang", or "not-run" (known before launching: torch missing, port blocked)
     nodes: list[str]
     ranks: list[int]
     message: str

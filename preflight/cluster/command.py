@@ -162,7 +162,7 @@ def _cluster_bench(request: ClusterRequest, reached: list, network: object, cons
     order = [master] + [name for name in by_name if name != master]
     launches = {name: SshLaunch(name, by_name[name].connection, interpreter) for name in order}
     return measure(launches, {name: by_name[name].facts for name in order}, request.bench_options,
-                   master_addr, master_port, console)
+                   master_addr, master_port, console, network)
 
 
 def _local_bench(request: ClusterRequest, entry: NodeEntry, console: Console) -> object:
