@@ -185,6 +185,10 @@ def run_bench(
     )
     bodies = payloads(plans, backend, options, master_addr, master_port, expected.value if expected else None,
                       env_extra)
+    sizes = options.sizes or (GPU_SIZES if backend == "nccl" else CPU_SIZES)
+    timeouts = dict(options.timeouts)
+    # a sweep over many sizes with a long per-size budget needs longer than the default deadline
+    timeouts["sweep"] = max(timeouts["sweep"], len(sizes) * (3 * options.seconds_per_size + 10))
     events: queue.Queue = queue.Queue()
     watch = _Watch(plans, start)
     per_size: dict[int, dict[int, dict]] = defaultdict(dict)
@@ -229,13 +233,13 @@ def run_bench(
                     on_stage(current)
             if first_problem_at is not None and now - first_problem_at > ERROR_GRACE_S:
                 break
-            late = watch.overdue(now, options.timeouts)
+            late = watch.overdue(now, timeouts)
             if late and first_problem_at is None:
                 stage, ranks, waited = late
                 nodes = sorted({watch.node_of[r] for r in ranks}, key=node_index.index)
                 results.problems.append(StageProblem(
                     stage, "hang", nodes, ranks,
-                    f"{stage} did not finish within {options.timeouts.get(stage, 60.0):.0f} s: {HANG_CAUSE[stage]}",
+                    f"{stage} did not finish within {timeouts.get(stage, 60.0):.0f} s: {HANG_CAUSE[stage]}",
                     round(waited, 1)))
                 break
     finally:
