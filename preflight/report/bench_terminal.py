@@ -75,16 +75,27 @@ def pairs_table(bench: BenchResults) -> Table | None:
 
 
 def memory_table(bench: BenchResults) -> Table | None:
+    """One row per GPU (or host); only the columns some row has a value for."""
     if not bench.memory:
         return None
-    table = Table(title="memory benchmark (GB/s; a copy counts bytes read + written; GiB = 2^30 B)", title_justify="left",
-                  title_style="bold")
-    for name in ("node", "device", "name", "GiB usable/target", "D2D", "H2D", "D2H", "host"):
-        table.add_column(name, justify="left" if name in ("node", "device", "name") else "right")
+    columns = [
+        ("name", lambda m: m.name or ""),
+        ("GiB usable/target", lambda m: "" if m.usable_bytes is None
+         else f"{m.usable_bytes / 2**30:.1f} / {(m.target_bytes or 0) / 2**30:.1f}"),
+        ("D2D", lambda m: _gb(m.d2d_bps)),
+        ("H2D", lambda m: _gb(m.h2d_bps)),
+        ("D2H", lambda m: _gb(m.d2h_bps)),
+        ("host copy", lambda m: _gb(m.host_bps)),
+    ]
+    columns = [(name, get) for name, get in columns if any(get(m) for m in bench.memory)]
+    table = Table(title="memory benchmark (GB/s; a copy counts bytes read + written; GiB = 2^30 B)",
+                  title_justify="left", title_style="bold")
+    table.add_column("node")
+    table.add_column("device")
+    for name, _ in columns:
+        table.add_column(name, justify="left" if name == "name" else "right")
     for m in bench.memory:
-        usable = "" if m.usable_bytes is None else f"{m.usable_bytes / 2**30:.1f} / {(m.target_bytes or 0) / 2**30:.1f}"
-        table.add_row(m.node, m.device, m.name or "", usable, _gb(m.d2d_bps), _gb(m.h2d_bps), _gb(m.d2h_bps),
-                      _gb(m.host_bps))
+        table.add_row(m.node, m.device, *(get(m) for _, get in columns))
     return table
 
 
