@@ -89,7 +89,8 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
         evaluation = None
         if args.eval is not None:
             evaluation = scan_split(args.eval, str(args.eval), ScanOptions(
-                args.format, schema, args.max_tokens, counter, near, train_prompts=train.prompts), hits,
+                args.format, schema, args.max_tokens, counter, near, train_prompts=train.prompts,
+                train_where=train.where), hits,
                 start(args.eval) if args.eval.is_file() else None)
     near_info = None
     if near is not None:

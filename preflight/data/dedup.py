@@ -8,8 +8,8 @@ spaces to split words on), banded LSH to find candidate pairs, then the exact Ja
 of the two n-gram sets confirms or rejects each candidate, so the threshold means what it says.
 The signature is one-permutation MinHash (Li, Owen & Zhang 2012): the n-gram hashes are sorted
 once and split into 128 bins by their top bits, the minimum of each bin being the first of its
-range; empty bins (short texts) are filled from the next bin to the right (rotation
-densification, Shrivastava & Li 2014). Per record this costs one sort, in C, instead of 128 hash
+range; empty bins (short texts) borrow the minimum of another bin, probed in a fixed
+pseudo-random order (optimal densification, Shrivastava 2017). Per record this costs one sort, in C, instead of 128 hash
 passes. Bands x rows are chosen so that a pair exactly at the threshold becomes a candidate with
 probability >= 0.99 (datasketch's defaults put the S-curve's midpoint above the threshold, and
 miss pairs just over it). What is kept per record: one 8-byte key per band.
@@ -17,6 +17,7 @@ miss pairs just over it). What is kept per record: one 8-byte key per band.
 
 from __future__ import annotations
 
+import random
 import re
 from array import array
 from collections import Counter
@@ -31,6 +32,10 @@ RECALL_AT_THRESHOLD = 0.99
 _SHIFT = 64 - 7  # 2**7 == BINS: the top 7 bits of a signed 64-bit hash pick its bin
 _BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -64..63, in order
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+PROBES = 32  # densification tries per empty bin
+_PROBE_ORDER = tuple(tuple(rng.randrange(BINS) for _ in range(BINS))
+                     for rng in (random.Random(1000 + k) for k in range(PROBES)))  # [try][bin] -> bin
+_MIX1_TIMES = tuple((k * 0xFF51AFD7ED558CCD) % (1 << 64) for k in range(PROBES + BINS + 1))
 
 
 _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 9)  # what str.split() splits on
@@ -80,19 +85,33 @@ def signature(hashes: Iterable[int]) -> list[int]:
     bins = list(map(_SHIFT.__rrshift__, ordered))  # h >> _SHIFT, in C
     firsts = dict(zip(reversed(bins), reversed(ordered)))  # the smallest hash of each bin wins
     values = list(map(firsts.get, _BIN_IDS))
-    if len(firsts) < BINS:  # rotation densification: an empty bin borrows the next one's minimum
-        filled = values[:]
-        nxt, distance = 0, 0
-        for i in range(2 * BINS - 1, -1, -1):  # right to left, twice round: the first lap finds a value
-            v = values[i % BINS]
-            if v is not None:
-                nxt, distance = v, 0
-            else:
-                distance += 1
-                if i < BINS:
-                    filled[i] = hash((nxt, distance))
-        return filled
+    if len(firsts) < BINS:
+        return _densify(values)
     return values
+
+
+def _densify(values: list) -> list[int]:
+    """Fill the empty bins of a short text: each probes other bins in a fixed pseudo-random order
+    and borrows the first minimum it finds (optimal densification, Shrivastava 2017; a fixed
+    order per bin keeps two texts' choices aligned, and independent orders keep bins from
+    borrowing together). Bins still empty after ``PROBES`` tries borrow from the next filled
+    bin to the right (rotation densification, Shrivastava & Li 2014)."""
+    filled = values[:]
+    for i, v in enumerate(values):
+        if v is not None:
+            continue
+        for attempt, order in enumerate(_PROBE_ORDER):
+            borrowed = values[order[i]]
+            if borrowed is not None:
+                filled[i] = hash((borrowed, attempt))
+                break
+        else:
+            for distance in range(1, BINS):
+                borrowed = values[(i + distance) % BINS]
+                if borrowed is not None:
+                    filled[i] = hash((borrowed, PROBES + distance))
+                    break
+    return filled
 
 
 def jaccard(a: set[int], b: set[int]) -> float:
@@ -138,7 +157,7 @@ class LshIndex:
             for text in texts:
                 sig = signature(shingles(text))
                 for band, column in enumerate(self.keys):
-                    column.append(hash(tuple(sig[band * r:(band + 1) * r])))
+                    column.append(hash(tuple(sig[band::self.bands][:r])))
             return
         keys = _band_keys_numpy(texts, self.bands, self.rows)
         for band, column in enumerate(self.keys):
@@ -264,17 +283,42 @@ def _band_keys_numpy(texts: list[str], bands: int, rows: int):  # noqa: ANN202 -
     np.minimum.at(table, key, h)
     table = table.reshape(len(texts), BINS)
     empty = table == np.iinfo(np.uint64).max
-    if empty.any():  # rotation densification, as in signature()
-        twice = np.concatenate([table, table], axis=1)
-        where = np.where(np.concatenate([~empty, ~empty], axis=1), np.arange(2 * BINS), 2 * BINS)
-        nearest = np.minimum.accumulate(where[:, ::-1], axis=1)[:, ::-1][:, :BINS]
-        distance = (nearest - np.arange(BINS)).astype(np.uint64)
-        borrowed = np.take_along_axis(twice, nearest, axis=1)
-        table = np.where(empty, _fmix(borrowed + distance * np.uint64(_MIX2)), table)
+    if empty.any():  # densification, as in _densify(): probe in a fixed order, then rotate
+        table = _densify_numpy(np, table, empty)
     keys = np.empty((len(texts), bands), dtype=np.uint64)
     for band in range(bands):
-        k = table[:, band * rows].copy()
+        k = table[:, band].copy()
         for row in range(1, rows):
-            k = k * prime + table[:, band * rows + row]
+            k = k * prime + table[:, band + row * bands]
         keys[:, band] = _fmix(k)
     return keys.view(np.int64)
+
+
+def _densify_numpy(np, table, empty):  # noqa: ANN001, ANN202 - numpy module and uint64 arrays
+    top = np.iinfo(np.uint64).max
+    filled = table.copy()
+    rows = np.nonzero(empty.any(axis=1))[0]
+    still = empty[rows]
+    source = table[rows]
+    for attempt, order in enumerate(_PROBE_ORDER):
+        borrowed = source[:, list(order)]
+        ok = still & (borrowed != top)
+        if ok.any():
+            part = filled[rows]
+            part[ok] = _fmix(borrowed[ok] + np.uint64(_MIX1_TIMES[attempt + 1]))
+            filled[rows] = part
+            still &= ~ok
+        if not still.any():
+            return filled
+        keep = still.any(axis=1)
+        rows, still, source = rows[keep], still[keep], source[keep]
+    twice = np.concatenate([source, source], axis=1)  # rotation for what is left
+    where = np.where(np.concatenate([source != top, source != top], axis=1), np.arange(2 * BINS), 2 * BINS)
+    nearest = np.minimum.accumulate(where[:, ::-1], axis=1)[:, ::-1][:, :BINS]
+    distance = (nearest - np.arange(BINS)).astype(np.uint64)
+    rotated = _fmix(np.take_along_axis(twice, nearest, axis=1) + (distance + np.uint64(PROBES)) * np.uint64(_MIX1))
+
+    part = filled[rows]
+    part[still] = rotated[still]
+    filled[rows] = part
+    return filled

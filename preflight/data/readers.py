@@ -216,7 +216,7 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
                     break
                 except json.JSONDecodeError as exc:
                     if eof or len(buf) - pos > 64 * CHUNK or not more():
-                        yield Raw(index, start_line + exc.lineno - 1, None,
+                        yield Raw(index, start_line + buf.count("\n", pos, exc.pos), None,
                                   f"invalid JSON: {exc.msg}; the rest of the array cannot be read")
                         return
                 except RecursionError:

@@ -81,10 +81,10 @@ def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
     if (instruction.__class__ is str and output.__class__ is str and query.__class__ is str
             and system.__class__ is str and not record.get(s.history)):  # the common record, fast
         user = f"{instruction}\n{query}" if query else instruction
-        if not output.strip():
+        if not output or output.isspace():
             problems.append(("data.empty_answer", f"{s.response!r} is empty" if not output else
                              f"{s.response!r} is only whitespace"))
-        if not user.strip():
+        if not user or user.isspace():
             problems.append(("data.empty_prompt", f"{s.prompt!r} and {s.query!r} are empty"))
         return Sample(f"{system}\n{user}" if system else user, output, user, 2)
     instruction = _string(record, s.prompt, True, problems)

@@ -170,8 +170,9 @@ def html_remnants(ctx: dict) -> str:
 
 @rule("data.repetition", "No runaway repetition", WARN)
 def repetition(ctx: dict) -> str:
-    """The same 20 characters 10 or more times in one text: a generation loop saved as data
-    (distilled datasets), which teaches the model to loop."""
+    """A piece of text repeated 5 or more times in a row over 100+ characters (at the end of a
+    text, where a loop that hit the length limit leaves it, or in its middle): a generation loop
+    saved as data (distilled datasets), which teaches the model to loop."""
     return "drop or regenerate these samples"
 
 

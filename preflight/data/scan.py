@@ -16,7 +16,7 @@ from preflight.data.formats import DETECT_RECORDS, Schema, detect
 from preflight.data.readers import read_records
 from preflight.data.records import Problem, Sample, check_record
 from preflight.data.rules import RULES, Hits, Status
-from preflight.data.stats import SplitStats
+from preflight.data.stats import SplitStats, script_of
 from preflight.data.text_quality import quality_problems
 from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
 from preflight.errors import InputError
@@ -33,7 +33,8 @@ class ScanOptions:
     counter: TokenCounter | None = None
     near: tuple[int, int] | None = None  # (bands, rows), None: no near-duplicate detection
     prompt_keys: bool = False  # keep prompt hashes (train, when an eval split follows)
-    train_prompts: dict[int, str] | None = None  # eval: the train split's prompt hashes
+    train_prompts: dict[int, int] | None = None  # eval: the train split's prompt hashes -> index
+    train_where: Callable[[int], str] | None = None  # eval: a train index as file:line
 
 
 @dataclass
@@ -43,7 +44,7 @@ class SplitScan:
     stats: SplitStats
     dropped: set[int] = field(default_factory=set)  # broken records and exact repeats (--fix)
     lsh: LshIndex | None = None
-    prompts: dict[int, str] = field(default_factory=dict)  # prompt hash -> where (train)
+    prompts: dict[int, int] = field(default_factory=dict)  # prompt hash -> first index (train)
     leaked: set[int] = field(default_factory=set)  # eval records whose prompt is in train
     lines: array = field(default_factory=lambda: array("q"))  # index -> line (-1: none)
 
@@ -76,29 +77,31 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     batch_ids: list[int] = []
     batch_texts: list[str] = []
     count = options.counter.count if options.counter else None
-    estimating = count is None  # the estimate's ASCII case, 4 characters a token, is inlined below
+    estimating = count is None
     if count is None:
         from preflight.data.tokens import estimate_tokens as count
     max_tokens = options.max_tokens
     train_prompts = options.train_prompts
+    train_where = options.train_where
     keep_prompts = options.prompt_keys
     prompts = scan.prompts
     lines = scan.lines
     scan.name = name
     add_hit = hits.add
     index = -1
-    for raw in chain(head, records):
-        index = raw.index
-        lines.append(-1 if raw.line is None else raw.line)
-        if raw.error is not None:
-            add_hit("data.invalid_json", where(name, raw.line, index), raw.error)
+    for index, line, value, error in chain(head, records):
+        lines.append(-1 if line is None else line)
+        if error is not None:
+            add_hit("data.invalid_json", where(name, line, index), error)
             dropped.add(index)
             continue
         problems: list[Problem] = []
-        sample: Sample | None = check_record(raw.value, schema, problems)
+        sample: Sample | None = check_record(value, schema, problems)
         if sample is not None:
-            full = sample.full
-            text_problems = quality_problems(full)
+            prompt, answer = sample.prompt, sample.answer
+            full = f"{prompt}\n{answer}" if prompt else answer
+            is_ascii = full.isascii()
+            text_problems = quality_problems(full, is_ascii)
             if text_problems:
                 problems += text_problems
             norm = normalise(full)
@@ -114,23 +117,24 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             else:
                 problems.append(("data.duplicate", f"same as {scan.where(first)}"))
                 dropped.add(index)
-            prompt, answer = sample.prompt, sample.answer
-            prompt_tokens = ((len(prompt) + 3) >> 2 if estimating and prompt.isascii() else count(prompt)
-                             ) + TEMPLATE_TOKENS_PER_TURN * sample.turns
-            answer_tokens = (len(answer) + 3) >> 2 if estimating and answer.isascii() else count(answer)
+            if estimating and is_ascii:  # the estimate's ASCII case, inlined: 4 characters a token
+                prompt_tokens, answer_tokens = (len(prompt) + 3) >> 2, (len(answer) + 3) >> 2
+            else:
+                prompt_tokens, answer_tokens = count(prompt), count(answer)
+            prompt_tokens += TEMPLATE_TOKENS_PER_TURN * sample.turns
             if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
                 problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
                                                   + truncation(prompt_tokens, answer_tokens, max_tokens)))
-            stats.add(sample.turns, prompt_tokens, answer_tokens, full, sample.answer)
+            stats.add(sample.turns, prompt_tokens, answer_tokens, "Latin" if is_ascii else script_of(full), answer)
             if keep_prompts or train_prompts is not None:
                 key = hash(normalise(sample.user))
                 if keep_prompts:
-                    prompts.setdefault(key, where(name, raw.line, index))
+                    prompts.setdefault(key, index)
                 if train_prompts is not None and key in train_prompts:
-                    problems.append(("data.leakage", f"prompt also in train at {train_prompts[key]}"))
+                    problems.append(("data.leakage", f"prompt also in train at {train_where(train_prompts[key])}"))
                     scan.leaked.add(index)
         if problems:
-            at = where(name, raw.line, index)
+            at = where(name, line, index)
             for rule_id, detail in problems:
                 add_hit(rule_id, at, detail)
                 if rule_id in _BREAKS:

@@ -59,13 +59,13 @@ class SplitStats:
     labels: Counter = field(default_factory=Counter)
     long_answers: int = 0  # answers too long to be labels
 
-    def add(self, turns: int, prompt_tokens: int, answer_tokens: int, text: str, answer: str) -> None:
+    def add(self, turns: int, prompt_tokens: int, answer_tokens: int, script: str, answer: str) -> None:
         self.samples += 1
         total = prompt_tokens + answer_tokens
         self.tokens.append(total if total < 0xFFFFFFFF else 0xFFFFFFFF)
         self.answer_tokens.append(answer_tokens if answer_tokens < 0xFFFFFFFF else 0xFFFFFFFF)
         self.turns[turns] += 1
-        self.scripts["Latin" if text.isascii() else script_of(text)] += 1
+        self.scripts[script] += 1
         if len(answer) > LABEL_CHARS:
             self.long_answers += 1
         elif len(self.labels) < MAX_LABELS:

@@ -37,15 +37,18 @@ _GATE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd<&âÃÂ\xe4-\xe9
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit, any script
 _ASCII_SAFE = bytes(b for b in range(128) if b not in b"<&\x7f" and (b >= 0x20 or b in b"\t\n\r"))
-REPEAT_MIN_CHARS = 200  # texts shorter than this are not checked for runaway repetition
+REPEAT_MIN_CHARS = 100  # texts shorter than this are not checked for runaway repetition
+REPEAT_MAX_PERIOD = 400  # longer units are not looked for
 REPEAT_PROBE = 20  # characters of the probe
-REPEAT_TIMES = 10  # the probe occurring this often, without overlap, is runaway repetition
+REPEAT_UNITS = 5  # a unit repeated this often in a row ...
+REPEAT_SPAN = 100  # ... over at least this many characters is a loop
+REPEAT_COUNT_CAP = 10_000  # repeats counted at most
 
 
-def quality_problems(text: str) -> list[Problem]:
-    """The defects of one text, each as ``(rule id, detail)``."""
+def quality_problems(text: str, is_ascii: bool | None = None) -> list[Problem]:
+    """The defects of one text, each as ``(rule id, detail)`` (``is_ascii``: already known)."""
     problems: list[Problem] = []
-    if text.isascii():  # ASCII can only hold control characters and HTML: checked in bytes, in C
+    if text.isascii() if is_ascii is None else is_ascii:  # ASCII can only hold control characters and HTML: checked in bytes, in C
         suspect = bool(text.encode("ascii").translate(None, _ASCII_SAFE))
     else:
         suspect = _GATE.search(text) is not None
@@ -119,16 +122,39 @@ def _snippet(text: str, start: int, end: int, context: int = 12) -> str:
 def runaway_repetition(text: str) -> str:
     """A piece of the text repeated over and over (a generation loop saved as data), or ``""``.
 
-    The probes are the last and the middle 20 characters: a loop that ran to the length limit
-    ends the text, and ``str.count`` (no overlaps) counts its repeats in C. 10 repeats = at least
-    200 characters of the same thing. Probes without a letter or digit (rules of ``-``, table
-    borders, indentation) are ignored. Data-Juicer's character_repetition_filter (rep_len 10,
+    Two probes of 20 characters: the end of the text (a loop that ran to the length limit ends
+    it) and its middle. Each probe's neighbouring occurrence (``find``/``rfind``, in C) gives the
+    loop's period; the unit is then matched forwards and backwards while it repeats. 5 or more
+    repeats covering 100+ characters count. Units without a letter or digit (rules of ``-``,
+    table borders) are ignored. Data-Juicer's character_repetition_filter (rep_len 10,
     max_ratio 0.5) catches the same class of sample with a costlier n-gram count."""
     body = text.rstrip() if text[-1:].isspace() else text
     n = len(body)
-    for start in (n - REPEAT_PROBE, n // 2):
-        probe = body[start:start + REPEAT_PROBE]
-        times = body.count(probe)
-        if times >= REPEAT_TIMES and len(probe) == REPEAT_PROBE and _WORD.search(probe) is not None:
-            return f"{probe!r} occurs {times} times"
+    starts = [n // 2]
+    before = body.rfind(body[n - REPEAT_PROBE:], 0, n - 1)
+    if before >= 0:
+        starts.insert(0, before)
+    for start in starts:
+        found = _loop_at(body, start)
+        if found:
+            return found
     return ""
+
+
+def _loop_at(body: str, start: int) -> str:
+    probe = body[start:start + REPEAT_PROBE]
+    following = body.find(probe, start + 1)
+    if len(probe) < REPEAT_PROBE or following < 0 or following - start > REPEAT_MAX_PERIOD:
+        return ""
+    period = following - start
+    unit = body[start:following]
+    repeats, pos = 1, following
+    while repeats < REPEAT_COUNT_CAP and body.startswith(unit, pos):
+        repeats, pos = repeats + 1, pos + period
+    pos = start - period
+    while repeats < REPEAT_COUNT_CAP and pos >= 0 and body.startswith(unit, pos):
+        repeats, pos = repeats + 1, pos - period
+    if repeats < REPEAT_UNITS or repeats * period < REPEAT_SPAN or _WORD.search(unit) is None:
+        return ""
+    shown = unit if len(unit) <= 40 else unit[:40] + "…"
+    return f"{shown!r} repeated {repeats}{'+' if repeats >= REPEAT_COUNT_CAP else ''} times in a row"

@@ -1,0 +1,262 @@
+"""The parts of `preflight data` on their own: readers, format detection, per-record checks, text
+quality (positives and the look-alikes that must pass), token estimates, MinHash and LSH."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import pytest
+
+from preflight.data import dedup, readers
+from preflight.data.formats import Schema, detect
+from preflight.data.records import check_record
+from preflight.data.stats import script_of
+from preflight.data.text_quality import quality_problems
+from preflight.data.tokens import estimate_tokens, truncation
+from preflight.errors import InputError
+
+# --------------------------------------------------------------------------------------------
+# readers
+
+
+def test_json_array_is_streamed_across_chunk_boundaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "CHUNK", 7)  # every record spans several reads
+    rows = [{"instruction": f"question {i} " + "é" * i, "output": "answer\nwith a newline"} for i in range(30)]
+    path = tmp_path / "train.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n", encoding="utf-8")
+    got = list(readers.read_records(path))
+    assert [r.value for r in got] == rows
+    assert [r.line for r in got] == list(range(2, 32))
+
+
+def test_json_array_syntax_error_ends_the_file_at_its_line(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text('[\n{"a": 1},\n{"a": 2},\n{"a": oops},\n{"a": 4}\n]')
+    got = list(readers.read_records(path))
+    assert [r.value for r in got[:2]] == [{"a": 1}, {"a": 2}]
+    assert got[2].error.startswith("invalid JSON") and got[2].line == 4 and len(got) == 3
+
+
+def test_jsonl_skips_blank_lines_and_a_bom_and_keeps_line_numbers(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n   \n{"a": 2}\nnot json\n')
+    got = list(readers.read_records(path))
+    assert [(r.index, r.line, r.value) for r in got[:2]] == [(0, 1, {"a": 1}), (1, 4, {"a": 2})]
+    assert got[2].line == 5 and got[2].error.startswith("invalid JSON")
+
+
+def test_jsonl_with_invalid_utf8_is_a_finding_not_a_crash(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"a": "ok"}\n{"a": "\xff\xfe"}\n')
+    got = list(readers.read_records(path))
+    assert got[0].error is None and got[1].error is not None
+
+
+def test_csv_multiline_cells_report_the_starting_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('instruction,output\nfirst,"two\nlines"\nsecond,x\n', encoding="utf-8")
+    got = list(readers.read_records(path))
+    assert [(r.line, r.value["instruction"]) for r in got] == [(2, "first"), (4, "second")]
+
+
+def test_unknown_extension_and_empty_files_are_input_errors(tmp_path):
+    for name, content in (("a.txt", b"hello"), ("b.jsonl", b""), ("c.csv", b"")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InputError):
+            list(readers.read_records(path))
+
+
+# --------------------------------------------------------------------------------------------
+# formats and records
+
+
+def test_detection_says_what_it_saw():
+    schema = detect([{"conversations": [{"from": "human", "value": "x"}]}] * 3, "auto", "f")
+    assert schema.format == "sharegpt" and schema.role == "from" and "3 of the first 3" in schema.how
+    schema = detect([{"messages": [{"role": "user", "content": "x"}]}], "auto", "f")
+    assert (schema.format, schema.role) == ("messages", "role")
+    schema = detect([{"prompt": "p", "completion": "c"}], "auto", "f")
+    assert (schema.format, schema.prompt, schema.response) == ("alpaca", "prompt", "completion")
+    assert detect([{"text": "hello"}], "auto", "f").format == "text"
+    with pytest.raises(InputError, match="cannot tell the format"):
+        detect([{"foo": 1}], "auto", "f")
+
+
+def test_forced_format_keeps_the_data_tag_names():
+    schema = detect([{"conversations": [{"role": "user", "content": "x"}]}], "sharegpt", "f")
+    assert schema.format == "sharegpt" and schema.role == "role" and schema.how == "--format"
+
+
+def test_alpaca_history_must_be_pairs():
+    schema = Schema("alpaca", "t")
+    problems: list = []
+    sample = check_record({"instruction": "q", "output": "a", "history": [["q0", "a0"], ["q1", "a1"]]}, schema, problems)
+    assert problems == [] and sample.turns == 6 and "q0\na0" in sample.prompt
+    check_record({"instruction": "q", "output": "a", "history": [["only one"]]}, schema, problems)
+    assert problems[0][0] == "data.wrong_type"
+
+
+@pytest.mark.parametrize("messages,rule", [
+    ([{"role": "assistant", "content": "a"}], "data.turn_order"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}],
+     "data.turn_order"),
+    ([{"role": "user", "content": "a"}], "data.no_assistant_turn"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+     "data.last_turn_not_assistant"),
+    ([{"role": "robot", "content": "a"}], "data.unknown_role"),
+    ([{"role": "user"}], "data.missing_key"),
+    ([{"role": "user", "content": None}], "data.null_value"),
+    ([{"role": "user", "content": 3}], "data.wrong_type"),
+    ([], "data.no_assistant_turn"),
+])
+def test_turn_rules(messages, rule):
+    problems: list = []
+    check_record({"messages": messages}, Schema("messages", "t"), problems)
+    assert rule in [p[0] for p in problems]
+
+
+def test_a_valid_tool_exchange_passes():
+    problems: list = []
+    sample = check_record({"messages": [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+        {"role": "tool", "content": "r", "tool_call_id": "1"}, {"role": "assistant", "content": "done"}]},
+        Schema("messages", "t"), problems)
+    assert problems == [] and sample.answer == "done" and sample.user == "u"
+
+
+# --------------------------------------------------------------------------------------------
+# text quality
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("It’s fine".encode().decode("cp1252"), "data.mojibake"),
+    ("Café crème".encode().decode("latin-1"), "data.mojibake"),
+    ("秋天到了".encode().decode("latin-1"), "data.mojibake"),
+    ("我们今天去公园散步".encode().decode("gbk", errors="ignore"), "data.mojibake"),
+    ("broken \ufffd here", "data.replacement_char"),
+    ("这是锟斤拷", "data.replacement_char"),
+    ("bell\x07", "data.control_chars"),
+    ("esc \x1b[31m red", "data.control_chars"),
+    ("<p>Hello</p>", "data.html_remnants"),
+    ("Tom&amp;Jerry", "data.html_remnants"),
+    ("哈" * 300, "data.repetition"),
+    ("Once upon a time " + "the end is near, " * 8, "data.repetition"),
+    ("A" + "x" * 10 + " and then " + "I will go on. " * 12 + "The end of a long story, told well.", "data.repetition"),
+])
+def test_text_defects(text, rule):
+    assert rule in [p[0] for p in quality_problems(text)]
+
+
+@pytest.mark.parametrize("text", [
+    "Crème brûlée, naïve café, señor, Ærøskøbing, Straße, Ça va?",
+    "Ελληνικά κείμενα και русский текст, עברית, العربية",
+    "東京は日本の首都です。ひらがなとカタカナ。",
+    "북한산은 서울에 있습니다.",
+    "沙家浜的故事发生在江南水乡，涓涓细流汇成江河。",
+    "Use `<div>` for blocks:\n```html\n<div class=\"x\">hi</div>\n```",
+    "a < b && c > d, x & y",
+    "| a | b |\n" + "| --- | --- |\n" * 30,
+    "def f(x):\n    return x\n\n" + "".join(f"    y{i} = f({i})\n" for i in range(40)),
+    "Tabs\tand\r\nnewlines are fine.",
+    "哈哈哈哈哈哈，太好笑了！" + "这个故事讲的是一个人在雨天出门忘了带伞的经历。" * 1 + "结尾很温馨。",
+    "Row by row: " + " ".join(f"item {i} costs {i * 3} dollars;" for i in range(30)),
+    "Numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26.",
+])
+def test_text_look_alikes_pass(text):
+    assert quality_problems(text) == []
+
+
+# --------------------------------------------------------------------------------------------
+# tokens and scripts
+
+
+def test_token_estimate_per_script():
+    assert estimate_tokens("abcd" * 10) == 10
+    assert estimate_tokens("你好世界") == 4
+    assert estimate_tokens("привет") == 3  # 6 two-byte letters, 2 a token
+    assert estimate_tokens("hi 你好") == 3
+    assert "no answer token" in truncation(900, 100, 512)
+    assert "last 88 of 100" in truncation(500, 100, 512)
+
+
+@pytest.mark.parametrize("text,script", [
+    ("hello", "Latin"), ("你好，世界", "Chinese"), ("こんにちは", "Japanese"), ("안녕하세요", "Korean"),
+    ("Привет, мир", "Cyrillic"), ("Élan vital à la française", "Latin"),
+])
+def test_script_of(text, script):
+    assert script_of(text) == script
+
+
+# --------------------------------------------------------------------------------------------
+# duplicates
+
+
+def test_normalise_matches_split_join_on_any_text():
+    rng = random.Random(3)
+    alphabet = "aB \t\n\r\x0b\x0c\x1c\x1f\xa0\u3000é你."
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        assert dedup.normalise(text) == " ".join(text.lower().split())
+
+
+def test_bands_rows_reach_the_recall_target():
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        bands, rows = dedup.bands_rows(threshold)
+        assert bands * rows <= dedup.BINS
+        assert 1 - (1 - threshold**rows) ** bands >= dedup.RECALL_AT_THRESHOLD
+    assert dedup.bands_rows(0.8) == (21, 6)
+
+
+def test_signature_agreement_estimates_jaccard():
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(400)]
+    base = " ".join(rng.choice(words) for _ in range(300))
+    edited = base.replace(base[100:130], "something else entirely")
+    a, b = dedup.shingles(base), dedup.shingles(edited)
+    exact = dedup.jaccard(a, b)
+    sa, sb = dedup.signature(a), dedup.signature(b)
+    estimate = sum(x == y for x, y in zip(sa, sb)) / dedup.BINS
+    assert abs(estimate - exact) < 0.12
+    assert dedup.signature({1}) == dedup.signature({1})  # a one-shingle text fills every bin
+
+
+def _near_corpus() -> list[str]:
+    rng = random.Random(11)
+    words = [f"{a}{b}" for a in "bcdfghjklmnp" for b in ("a", "e", "io", "ou", "ar", "en")]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(20, 60))) for _ in range(400)]
+    texts.append(texts[10] + " one more")  # 400: near 10
+    texts.append("北京是中国的首都，有三千多年的建城史和八百多年的建都史。")  # 401
+    texts.append("北京是中国的首都，有三千余年的建城史和八百多年的建都史。")  # 402: near 401
+    return [dedup.normalise(t) for t in texts]
+
+
+def _pairs(texts: list[str]) -> set[tuple[int, int]]:
+    index = dedup.LshIndex(*dedup.bands_rows(0.8))
+    index.add_batch(list(range(len(texts))), texts)
+    confirmed = dedup.confirm(index.candidates(), iter(enumerate(texts)), None, 0.8)
+    return {(a, b) for a, b, _ in confirmed}
+
+
+def test_near_duplicates_numpy_path():
+    pytest.importorskip("numpy")
+    assert _pairs(_near_corpus()) == {(400, 10), (402, 401)}
+
+
+def test_near_duplicates_pure_python_path(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert _pairs(_near_corpus()) == {(400, 10), (402, 401)}
+
+
+def test_candidates_against_another_split():
+    texts = _near_corpus()
+    train = dedup.LshIndex(*dedup.bands_rows(0.8))
+    train.add_batch(list(range(400)), texts[:400])
+    held_out = dedup.LshIndex(*dedup.bands_rows(0.8))
+    held_out.add_batch([0, 1], [texts[400], texts[401]])
+    pairs = held_out.candidates_against(train)
+    confirmed = dedup.confirm(pairs, iter([(0, texts[400]), (1, texts[401])]), iter(enumerate(texts[:400])), 0.8)
+    assert [(a, b) for a, b, _ in confirmed] == [(0, 10)]
