@@ -111,12 +111,14 @@ def _check_readable(path: Path) -> None:
         raise InputError("is a folder; give a data file", source=str(path))
 
 
-def read_records(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[Raw]:
-    """Every record of ``path`` in order; ``progress(bytes_read)`` is called now and then."""
+def read_records(path: Path, progress: Callable[[int], None] | None = None,
+                 wanted: set[int] | None = None) -> Iterator[Raw]:
+    """Every record of ``path`` in order; ``progress(bytes_read)`` is called now and then.
+    With ``wanted``, JSONL lines of other records are counted but not parsed (a second pass)."""
     _check_readable(path)
     kind = kind_of(path)
     if kind == "jsonl":
-        return _jsonl(path, progress)
+        return _jsonl(path, progress, wanted)
     if kind == "json":
         return _json_array(path, progress)
     if kind in ("csv", "tsv"):
@@ -124,7 +126,7 @@ def read_records(path: Path, progress: Callable[[int], None] | None = None) -> I
     return _parquet(path, progress)
 
 
-def _jsonl(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+def _jsonl(path: Path, progress: Callable[[int], None] | None, wanted: set[int] | None = None) -> Iterator[Raw]:
     loads = _json_loads()
     index = 0
     try:
@@ -135,6 +137,9 @@ def _jsonl(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
         for number, line in enumerate(f, 1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
+            if wanted is not None and index not in wanted:
+                index += 1 if line.strip() else 0
+                continue
             try:
                 value = loads(line)
             except (ValueError, RecursionError) as exc:

@@ -151,7 +151,7 @@ def texts_of(path: Path, schema: Schema, wanted: set[int]) -> Iterator[tuple[int
     if not wanted:
         return
     last = max(wanted)
-    for raw in read_records(path):
+    for raw in read_records(path, wanted=wanted):
         if raw.index > last:
             return
         if raw.index not in wanted or raw.error is not None:
