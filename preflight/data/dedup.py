@@ -122,18 +122,6 @@ def jaccard(a: set[int], b: set[int]) -> float:
 
 
 @dataclass
-class ExactIndex:
-    """Hash of the normalised text -> the first record with it."""
-
-    first: dict[int, int] = field(default_factory=dict)
-
-    def add(self, key: int, index: int) -> int | None:
-        """The earlier record with the same key, or None when this is the first."""
-        first = self.first.setdefault(key, index)
-        return None if first == index else first
-
-
-@dataclass
 class LshIndex:
     """Band keys of every record of one split, column by column (8 bytes a band a record)."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
 
-from preflight.data.dedup import ExactIndex, LshIndex, normalise
+from preflight.data.dedup import LshIndex, normalise
 from preflight.data.formats import DETECT_RECORDS, Schema, detect
 from preflight.data.readers import read_records
 from preflight.data.records import Problem, Sample, check_record
@@ -71,7 +71,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     schema = options.schema or detect(parsed, options.format, name)
     scan = SplitScan(path, schema, SplitStats())
     stats, dropped = scan.stats, scan.dropped
-    seen = ExactIndex().first  # normalised-text hash -> first record
+    seen: dict[int, int] = {}  # exact duplicates: hash of the normalised text -> first record
     lsh = LshIndex(*options.near) if options.near else None
     scan.lsh = lsh
     batch_ids: list[int] = []
