@@ -64,7 +64,8 @@ def gpt3_style(heads: int, hidden: int, layers: int, vocab: int = 51200) -> Mode
                              "n_head": heads, "n_positions": 2048}, name="gpt3-style", source="Korthikanti Table 3")
 
 
-EAGER = Training(precision="fp16", seq_len=2048, attention="eager")
+# Megatron's fp16 training: 16-bit weights and activations, no autocast (2-byte activations)
+EAGER = Training(precision="pure-bf16", seq_len=2048, attention="eager")
 
 # Table 3 configurations: name -> (heads, hidden, layers, TP, micro-batch)
 TABLE_3 = {"22B": (64, 6144, 48, 8, 4), "175B": (96, 12288, 96, 8, 1), "530B": (128, 20480, 105, 8, 1),
@@ -116,13 +117,18 @@ def test_korthikanti_first_pipeline_stage_holds_l_layers():
 
 def test_flash_attention_drops_the_quadratic_term_and_eager_llama_upcasts():
     spec = spec_from_config(CATALOG["llama-3.1-8b"].config, name="l", source="t")
-    flash = Training(seq_len=4096)
-    eager = Training(seq_len=4096, attention="eager")
+    flash = Training(seq_len=4096, precision="pure-bf16")
+    eager = Training(seq_len=4096, precision="pure-bf16", attention="eager")
     f, _ = layer_activations(spec, flash, Layout(), 1)
     e, _ = layer_activations(spec, eager, Layout(), 1)
     s, h, kv, ffn, n = 4096, 4096, 1024, 14336, 32
-    assert f == s * (12 * h + 4 * kv + 8 * ffn) + 4 * s * n  # memory_formulas.md §2.6, plus the fp32 log-sum-exp
+    # memory_formulas.md §2.6, plus HF RMSNorm's fp32 copy of its input (4sbh per norm) and the
+    # fp32 log-sum-exp of FlashAttention
+    assert f == s * (12 * h + 4 * kv + 8 * ffn) + 2 * 4 * s * h + 4 * s * n
     assert e - f == 6 * n * s * s - 4 * s * n  # fp32 softmax output and its bf16 copy
+    # under autocast (fp32 weights) the residual stream is fp32: the normalised tensor is 4 bytes
+    amp, _ = layer_activations(spec, Training(seq_len=4096), Layout(), 1)
+    assert amp - f == 2 * 2 * s * h
 
 
 # -- DeepSpeed's estimators (docs/code-docs/source/memory.rst), printed in GiB labelled "GB" ----
@@ -213,15 +219,21 @@ def estimate(training: Training, layout: Layout = Layout()):  # noqa: ANN201
     return ModelMemory(LLAMA8B, GROUPS, training).estimate(layout)
 
 
+DEEPSPEED = Layout(sharding="zero1")  # one GPU under DeepSpeed: bf16 weights, fp32 master in the optimizer
+
+
 def test_bytes_per_parameter_by_precision_and_optimizer():
     N = 8_030_261_248
     assert states(estimate(Training(precision="fp32"))) == 16 * N  # 4 + 4 + 8
-    assert states(estimate(Training(precision="bf16"))) == 16 * N  # 2 + 2 + 12 (ZeRO's K = 12)
+    mixed = estimate(Training(precision="bf16"), DEEPSPEED)
+    assert (mixed.parameters, mixed.gradients, mixed.optimizer_states) == (2 * N, 2 * N, 12 * N)  # ZeRO's K = 12
+    amp = estimate(Training(precision="bf16"))  # autocast: fp32 weights are the master copy
+    assert (amp.parameters, amp.gradients, amp.optimizer_states) == (4 * N, 4 * N, 8 * N)
     assert states(estimate(Training(precision="pure-bf16"))) == 8 * N  # 2 + 2 + two bf16 moments
-    assert states(estimate(Training(optimizer="sgd"))) == 12 * N  # 2 + 2 + master 4 + momentum 4
-    eight = states(estimate(Training(optimizer="adamw-8bit")))
+    assert states(estimate(Training(optimizer="sgd"), DEEPSPEED)) == 12 * N  # 2 + 2 + master 4 + momentum 4
+    eight = states(estimate(Training(optimizer="adamw-8bit"), DEEPSPEED))
     assert eight == pytest.approx((2 + 2 + 4 + 2 + 8 / 2048) * N, rel=1e-6)  # Transformer Math: 6 B + weights, grads
-    ada = estimate(Training(optimizer="adafactor")).optimizer_states
+    ada = estimate(Training(optimizer="adafactor"), DEEPSPEED).optimizer_states
     assert 4 * N < ada < 4.01 * N  # master copy plus a factored second moment of rows + columns
 
 
@@ -231,10 +243,11 @@ def test_lora_and_qlora_base_weights():
     lora = estimate(Training(method="lora"))
     qlora = estimate(Training(method="qlora"))
     adapters = 20_971_520
-    assert lora.parameters == 2 * N + 2 * adapters
+    # the frozen base in bf16; the adapters train under autocast in fp32 (4 + 4 + 8)
+    assert lora.parameters == 2 * N + 4 * adapters
     nf4 = (4 + 8 / 64 + 32 / (64 * 256)) / 8  # 4.127 bits (QLoRA §3)
-    assert qlora.parameters == int(linear * nf4 + (N - linear) * 2 + 2 * adapters)
-    assert lora.gradients == 2 * adapters and lora.optimizer_states == 12 * adapters
+    assert qlora.parameters == int(linear * nf4 + (N - linear) * 2 + 4 * adapters)
+    assert lora.gradients == 4 * adapters and lora.optimizer_states == 8 * adapters
 
 
 def test_freeze_tuning_trains_the_last_layers_only():
@@ -242,16 +255,16 @@ def test_freeze_tuning_trains_the_last_layers_only():
     mem = ModelMemory(LLAMA8B, GROUPS, Training(method="freeze", trainable_layers=2))
     per_layer = mem.block / 32
     assert mem.trainable_params == int(2 * per_layer)
-    assert est.gradients == 2 * mem.trainable_params
+    assert est.gradients == 4 * mem.trainable_params  # fp32 under autocast
     full = ModelMemory(LLAMA8B, GROUPS, Training())
     kept, _ = layer_activations(LLAMA8B, Training(), Layout(), 1)
     assert full.activation_bytes(Layout(), 1) - mem.activation_bytes(Layout(), 1) == pytest.approx(30 * kept)
 
 
 def test_tensor_and_pipeline_parallel_split_the_weights():
-    one = estimate(Training(), Layout())
-    tp = estimate(Training(), Layout(tp=8, sp=True))
-    pp = estimate(Training(), Layout(pp=4, grad_accum=8))
+    one = estimate(Training(), Layout(sharding="zero1"))
+    tp = estimate(Training(), Layout(tp=8, sp=True, sharding="zero1"))
+    pp = estimate(Training(), Layout(pp=4, grad_accum=8, sharding="zero1"))
     assert tp.parameters < one.parameters / 7.5  # norms stay whole on every TP rank
     # the largest stage: 8 of 32 layers plus the bigger of embedding and head
     stage = (8 / 32) * (8_030_261_248 - 2 * 128256 * 4096 - 4096) + 128256 * 4096 + 4096

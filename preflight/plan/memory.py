@@ -181,12 +181,18 @@ class ModelMemory:
         self.activation_layers = min(training.trainable_layers, L) if method == "freeze" else L
 
     # -- bytes per trainable parameter --------------------------------------------------------
-    def _state_bytes(self) -> tuple[float, float, float]:
-        """(weight, gradient, optimizer) bytes per trainable parameter."""
+    def _state_bytes(self, layout: Layout) -> tuple[float, float, float]:
+        """(weight, gradient, optimizer) bytes per trainable parameter. Mixed precision splits 16 B
+        two ways with the same total: DeepSpeed and FSDP keep bf16 weights and gradients and an fp32
+        master copy in the optimizer (2 + 2 + 12, the ZeRO paper's K = 12); torch autocast without
+        them (the HF Trainer's DDP) keeps fp32 weights and gradients, which are their own master
+        (4 + 4 + 8), and casts each weight to bf16 as it is used."""
         t = self.training
         weight = {"fp32": 4, "bf16": 2, "fp16": 2, "pure-bf16": 2}[t.precision]
-        grad = weight
         master = 4 if t.precision in ("bf16", "fp16") else 0
+        if autocast(t, layout):
+            weight, master = 4, 0
+        grad = weight
         moment = 2 if t.precision == "pure-bf16" else 4
         if t.optimizer == "adamw":
             opt = master + 2 * moment
@@ -210,7 +216,7 @@ class ModelMemory:
         split = (self.tp_split / tp + self.tp_whole) / self.param_count
         local = stage_share * split  # fraction of the model on one GPU before sharding
         trainable = self.trainable * local
-        wb, gb, ob = self._state_bytes()
+        wb, gb, ob = self._state_bytes(layout)
         params = trainable * wb + self.frozen_bytes * local
         grads = trainable * gb
         opt = trainable * ob + (self.adafactor_state * local * 4 if t.optimizer == "adafactor" else 0)
@@ -235,6 +241,8 @@ class ModelMemory:
             gathered = max(2 * self.layer_max, self.largest) / tp
             fb += gathered * (wb if self.training.method == "full" else self.compute_bytes)
         persistent_grads = layout.dp * layout.cp > 1 or zero >= 1
+        if autocast(t, layout):
+            fb += trainable * 2  # autocast's bf16 copy of every trainable weight, kept for the backward pass
         if layout.sharding == "none" and layout.dp * layout.cp > 1:
             fb += trainable * gb  # torch DDP's reducer buckets hold a second copy of the gradients
         elif 1 <= zero <= 2:
@@ -271,34 +279,39 @@ class ModelMemory:
         return layer_activations(self.spec, self.training, layout, micro_batch)
 
     def activation_bytes(self, layout: Layout, micro_batch: int) -> float:
+        """Activations on the busiest pipeline stage at its peak.
+
+        The first stage keeps ``min(p, m)`` micro-batches of its layers (1F1B); the last one also
+        computes the loss. The loss peaks at the start of the backward pass with three fp32
+        tensors of s·b·V: log-softmax's saved output, the loss gradient and log-softmax's input
+        gradient (the model's compute-dtype logits and their fp32 copy are freed by then; measured
+        with ``benchmarks/plan_vs_measured.py``). With full recomputation the layer being
+        recomputed comes after the loss, so the larger of the two counts, not their sum.
+        """
         spec, t = self.spec, self.training
         kept, full = self.layer_activation_bytes(layout, micro_batch)
         stage_layers = ceil(self.activation_layers / layout.pp)
-        in_flight = min(layout.pp, layout.grad_accum) if layout.pp > 1 else 1  # 1F1B: the first stage
-        first = kept * stage_layers * in_flight
-        if layout.recompute == "full":
-            first += full  # the layer being recomputed during the backward pass
+        in_flight = min(layout.pp, layout.grad_accum) if layout.pp > 1 else 1
         s = t.seq_len // layout.cp
         sbh = s * micro_batch * spec.hidden
-        c = self.compute_bytes
-        # embedding output and final norm in/out (Korthikanti's extra terms, without dropout)
-        edges = 3 * sbh * c / (layout.tp if layout.sp else 1)
-        # loss: logits in the compute dtype, their fp32 copy's log-softmax kept for the backward
-        # pass, and the two fp32 gradients that exist together at the start of backward
-        logits = s * micro_batch * spec.vocab / layout.tp * (c + 4 + 4 + 4)
-        last = kept * stage_layers + (full if layout.recompute == "full" else 0) + logits
+        # the final norm and the LM head's input (Korthikanti's extra terms, without dropout)
+        edges = _norm_bytes(spec, t, layout) * sbh / (layout.tp if layout.sp else 1)
+        logits = 12 * s * micro_batch * spec.vocab / layout.tp
+        recomputing = full if layout.recompute == "full" else 0.0
+        first = kept * stage_layers * in_flight + edges + recomputing
+        last = kept * stage_layers + edges + max(logits, recomputing)
         if layout.pp == 1:
-            return first + edges + logits
-        return max(first + edges, last + edges)
+            return last
+        return max(first, last)
 
 
 def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro_batch: int) -> tuple[float, float]:
     """One transformer layer's activation bytes on one GPU: (kept for backward, all of them).
 
     Tensor by tensor (Korthikanti et al. 2022 §4; memory_formulas.md §2.6), with c bytes per element:
-    replicated across TP ranks unless sequence-parallel: the norm inputs (c·sbh each), the inputs of
-    the QKV and first MLP projections (c·sbh each) and, with dropout, one 1-byte mask per residual
-    dropout; split across TP ranks: Q, K and V, the attention output, the MLP's intermediate
+    replicated across TP ranks unless sequence-parallel: what each norm keeps with the input of
+    the projection it feeds (``_norm_bytes``: 2c for LayerNorm, 4 + r + c for HF's RMSNorm) and,
+    with dropout, one 1-byte mask per residual dropout; split across TP ranks: Q, K and V, the attention output, the MLP's intermediate
     tensors (gated: gate, up, act(gate), their product: 4·c·sbf; plain: 2·c·sbf), FlashAttention's
     fp32 log-sum-exp, or eager attention's scores (softmax output c bytes, or fp32 and a c-byte copy
     when the model upcasts, plus a dropout mask and output). With a GPT-3 layer (LayerNorm, 4h GeLU
@@ -312,8 +325,7 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
     n, kv, d = spec.heads, spec.kv_heads, spec.head_dim
     gpt_style = spec.mlp == "plain"
     dropout = gpt_style  # GPT-2 style configs train with dropout; Llama-style ones have none
-    replicated = (spec.norms_per_layer if spec.norms_per_layer == 2 else 4) * c * sb * h  # norm inputs
-    replicated += 2 * c * sb * h  # inputs of the QKV and first MLP projections
+    replicated = spec.norms_per_layer * _norm_bytes(spec, training, layout) * sb * h
     if dropout:
         replicated += 2 * sb * h  # residual dropout masks
     if spec.mla:
@@ -344,7 +356,7 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
     tp = layout.tp
     full = replicated / (tp if layout.sp else 1) + (split + scores) / tp
     if layout.recompute == "full":
-        kept = c * sb * h / (tp if layout.sp else 1)  # the layer input only (Korthikanti: 2sbh)
+        kept = residual_bytes(training, layout) * sb * h / (tp if layout.sp else 1)  # the layer input only (Korthikanti: 2sbh)
     elif layout.recompute == "selective":
         kept = replicated / (tp if layout.sp else 1) + split / tp  # attention scores recomputed
     else:
@@ -352,6 +364,39 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
     if training.method in ("lora", "qlora", "qlora-8bit"):
         kept += c * sb * training.lora_rank * 7 / tp  # the rank-r intermediate of each adapter
     return kept, full
+
+
+def residual_bytes(training: Training, layout: Layout) -> int:
+    """Bytes of the residual stream: fp32 when the weights are (fp32 training, or full fine-tuning
+    under autocast, whose embedding returns fp32), else the 16-bit compute dtype."""
+    if training.precision == "fp32" or (autocast(training, layout) and training.method in ("full", "freeze")):
+        return 4
+    return 2
+
+
+def autocast(training: Training, layout: Layout) -> bool:
+    """Mixed precision by torch autocast over fp32 weights: the HF Trainer without DeepSpeed or FSDP."""
+    return training.precision in ("bf16", "fp16") and layout.sharding == "none"
+
+
+def _norm_bytes(spec: ModelSpec, training: Training, layout: Layout) -> int:
+    """Bytes per token and hidden unit one norm keeps for the backward pass, with the input of
+    the projection it feeds (c: the compute dtype's bytes).
+
+    LayerNorm (torch's native kernel): its input and its output, c + c (Korthikanti's 4sbh for two).
+    RMSNorm as Hugging Face writes it (``LlamaRMSNorm``): the input upcast to fp32 (4), the
+    normalised tensor in the residual stream's dtype (r) for the weight's gradient, and its output
+    in the compute dtype (c) for the next projection: 4 + r + c. The residual stream is fp32 under
+    autocast and in fp32 training, else the compute dtype. Measured with saved-tensor hooks on
+    ``LlamaForCausalLM``: 8 B per norm in bf16, 10 B under autocast. Under (Q)LoRA the norm weight
+    is frozen, so the normalised tensor is not kept: 4 + c.
+    """
+    c = 4 if training.precision == "fp32" else 2
+    if spec.norm == "layer":
+        return 2 * c
+    if training.method in ("lora", "qlora", "qlora-8bit"):
+        return 4 + c  # a frozen norm weight needs no copy of the normalised tensor
+    return 4 + residual_bytes(training, layout) + c
 
 
 def _tp_splits(g: TensorGroup) -> bool:
