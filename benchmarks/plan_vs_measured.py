@@ -56,6 +56,7 @@ class Case:
     precision: str = "bf16"
     recompute: str = "none"
     lora_rank: int = 16
+    attention: str = "flash"  # "flash": SDPA's fused kernels; "eager": transformers' eager attention
 
 
 def llama(hidden: int, layers: int, heads: int, kv: int, ffn: int, vocab: int) -> dict:
@@ -75,6 +76,7 @@ def gpu_cases() -> list[Case]:
         Case("qwen2.5-0.5b full bf16-autocast recompute", qwen, 2048, 4, recompute="full"),
         Case("llama 1.0B full pure-bf16", mid, 2048, 2, precision="pure-bf16"),
         Case("llama 0.2B full fp32", small, 1024, 4, precision="fp32"),
+        Case("llama 0.2B full bf16-autocast eager", small, 1024, 2, attention="eager"),
         Case("llama-3.2-1b LoRA r16 bf16", llama1b, 2048, 4, method="lora"),
     ]
 
@@ -86,6 +88,7 @@ def cpu_cases() -> list[Case]:
         Case("tiny full bf16-autocast", tiny, 256, 4),
         Case("tiny full pure-bf16", tiny, 256, 4, precision="pure-bf16"),
         Case("tiny full fp32 recompute", tiny, 256, 4, precision="fp32", recompute="full"),
+        Case("tiny full bf16-autocast eager", tiny, 256, 4, attention="eager"),
         Case("tiny LoRA r16 bf16", tiny, 256, 4, method="lora"),
     ]
 
@@ -116,6 +119,7 @@ class Block(nn.Module):
         d = c.get("head_dim") or h // n
         bias = c["model_type"] == "qwen2"
         self.n, self.kv, self.d = n, kv, d
+        self.eager = c.get("_eager", False)
         self.input_layernorm, self.post_attention_layernorm = RMSNorm(h), RMSNorm(h)
         self.q_proj = nn.Linear(h, n * d, bias=bias)
         self.k_proj = nn.Linear(h, kv * d, bias=bias)
@@ -132,7 +136,13 @@ class Block(nn.Module):
         k = self.k_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
         v = self.v_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.n)
+        if self.eager:  # as transformers' eager_attention_forward: fp32 softmax, cast back
+            k, v = k.repeat_interleave(self.n // self.kv, 1), v.repeat_interleave(self.n // self.kv, 1)
+            scores = (q @ k.transpose(2, 3)) * self.d**-0.5
+            scores = scores + torch.full((s, s), float("-inf"), device=x.device, dtype=scores.dtype).triu(1)
+            a = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.n)
         x = x + self.o_proj(a.transpose(1, 2).reshape(b, s, self.n * self.d))
         y = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
@@ -203,7 +213,7 @@ def build(case: Case, device: torch.device, use_transformers: bool) -> nn.Module
         config = dict(case.config)
         model_type = config.pop("model_type")
         hf_config = transformers.AutoConfig.for_model(model_type, **config)
-        hf_config._attn_implementation = "sdpa"
+        hf_config._attn_implementation = "sdpa" if case.attention == "flash" else "eager"
         with device:
             model = transformers.AutoModelForCausalLM.from_config(hf_config)
         if case.recompute == "full":
@@ -211,7 +221,7 @@ def build(case: Case, device: torch.device, use_transformers: bool) -> nn.Module
         model.config.use_cache = False
     else:
         with device:
-            model = CompactLM(case.config)
+            model = CompactLM({**case.config, "_eager": case.attention == "eager"})
         model.checkpointing = case.recompute == "full"
     if case.precision == "pure-bf16" or case.method == "lora":
         model.to(torch.bfloat16)  # pure bf16; or a bf16 base under LoRA (its adapters are fp32)
@@ -296,7 +306,8 @@ def measure(case: Case, device: torch.device, steps: int, use_transformers: bool
 
 def predict(case: Case) -> tuple[int, dict]:
     spec = spec_from_config(case.config, name=case.name, source="benchmark")
-    training = Training(method=case.method, precision=case.precision, seq_len=case.seq_len, lora_rank=case.lora_rank)
+    training = Training(method=case.method, precision=case.precision, seq_len=case.seq_len, lora_rank=case.lora_rank,
+                        attention=case.attention)
     est = ModelMemory(spec, tensor_groups(spec), training).estimate(
         Layout(micro_batch=case.batch, recompute=case.recompute))
     return est.total - est.overhead, est.to_json()
@@ -331,6 +342,7 @@ def main() -> int:
         measured = measure(case, device, args.steps, use_transformers)
         error = (predicted - measured) / measured
         rows.append({"case": case.name, "seq_len": case.seq_len, "micro_batch": case.batch, "method": case.method,
+                     "attention": case.attention,
                      "precision": case.precision, "recompute": case.recompute, "predicted_bytes": predicted,
                      "measured_bytes": measured, "error": round(error, 4), "within_10_percent": abs(error) <= 0.10,
                      "estimate": breakdown})

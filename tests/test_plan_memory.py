@@ -125,7 +125,8 @@ def test_flash_attention_drops_the_quadratic_term_and_eager_llama_upcasts():
     # memory_formulas.md §2.6, plus HF RMSNorm's fp32 copy of its input (4sbh per norm) and the
     # fp32 log-sum-exp of FlashAttention
     assert f == s * (12 * h + 4 * kv + 8 * ffn) + 2 * 4 * s * h + 4 * s * n
-    assert e - f == 6 * n * s * s - 4 * s * n  # fp32 softmax output and its bf16 copy
+    # fp32 softmax output and its bf16 copy; K and V repeated to the 32 query heads
+    assert e - f == 6 * n * s * s - 4 * s * n + 2 * 2 * s * (32 - 8) * 128
     # under autocast (fp32 weights) the residual stream is fp32: the normalised tensor is 4 bytes
     amp, _ = layer_activations(spec, Training(seq_len=4096), Layout(), 1)
     assert amp - f == 2 * 2 * s * h

@@ -353,6 +353,8 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
         if dropout:
             per_score += 1 + c
         scores = per_score * heads_local * s * training.seq_len * b  # with CP: local queries x all keys
+        if not gpt_style and not spec.mla:
+            split += 2 * c * sb * (n - kv) * d  # eager attention repeats K and V to every query head
     tp = layout.tp
     full = replicated / (tp if layout.sp else 1) + (split + scores) / tp
     if layout.recompute == "full":
