@@ -208,7 +208,7 @@ def test_bands_rows_reach_the_recall_target():
         bands, rows = dedup.bands_rows(threshold)
         assert bands * rows <= dedup.BINS
         assert 1 - (1 - threshold**rows) ** bands >= dedup.RECALL_AT_THRESHOLD
-    assert dedup.bands_rows(0.8) == (21, 6)
+    assert dedup.bands_rows(0.8) == (32, 8)
 
 
 def test_signature_agreement_estimates_jaccard():

@@ -6,13 +6,18 @@ per distinct record.
 Near: MinHash over character n-grams (5 characters, 3 for text that is mostly CJK, which has no
 spaces to split words on), banded LSH to find candidate pairs, then the exact Jaccard similarity
 of the two n-gram sets confirms or rejects each candidate, so the threshold means what it says.
-The signature is one-permutation MinHash (Li, Owen & Zhang 2012): the n-gram hashes are sorted
-once and split into 128 bins by their top bits, the minimum of each bin being the first of its
-range; empty bins (short texts) borrow the minimum of another bin, probed in a fixed
-pseudo-random order (optimal densification, Shrivastava 2017). Per record this costs one sort, in C, instead of 128 hash
-passes. Bands x rows are chosen so that a pair exactly at the threshold becomes a candidate with
-probability >= 0.99 (datasketch's defaults put the S-curve's midpoint above the threshold, and
-miss pairs just over it). What is kept per record: one 8-byte key per band.
+
+- Signature: one-permutation MinHash (Li, Owen & Zhang 2012). The n-gram hashes are sorted once
+  and split into 256 bins by their top bits, the minimum of each bin being the first of its
+  range: one sort in C per record instead of 256 hash passes.
+- Empty bins (short texts) borrow the minimum of another bin, probed in a fixed pseudo-random
+  order (optimal densification, Shrivastava 2017), which keeps the estimate unbiased.
+- Bands: every ``bands``-th bin (interleaved, so that one short text's borrowed bins do not fill
+  a band together). Bands x rows are chosen so that a pair exactly at the threshold becomes a
+  candidate with probability >= 0.99 (datasketch's defaults put the S-curve's midpoint above the
+  threshold and miss pairs just over it): 32 x 8 at 0.8.
+- Kept per record: one 4-byte key per band (a 32-bit collision only adds a candidate that the
+  exact check rejects).
 """
 
 from __future__ import annotations
@@ -23,19 +28,21 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-BINS = 128
+BINS = 256
+BIN_BITS = 8  # 2**8 == BINS
 SHINGLE = 5
 SHINGLE_CJK = 3
 CJK_SHARE = 0.3  # a text with this share of CJK characters is shingled by 3
 RECALL_AT_THRESHOLD = 0.99
-_SHIFT = 64 - 7  # 2**7 == BINS: the top 7 bits of a signed 64-bit hash pick its bin
-_BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -64..63, in order
+_SHIFT = 64 - BIN_BITS  # the top bits of a signed 64-bit hash pick its bin
+_BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -128..127, in order
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 PROBES = 32  # densification tries per empty bin
 _PROBE_ORDER = tuple(tuple(rng.randrange(BINS) for _ in range(BINS))
                      for rng in (random.Random(1000 + k) for k in range(PROBES)))  # [try][bin] -> bin
-_MIX1_TIMES = tuple((k * 0xFF51AFD7ED558CCD) % (1 << 64) for k in range(PROBES + BINS + 1))
+_MIX1_TIMES = tuple((k * 0xFF51AFD7ED558CCD) % (1 << 64) for k in range(PROBES + BINS + 1))  # k * _MIX1
 
 
 _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 9)  # what str.split() splits on
@@ -109,12 +116,12 @@ def _densify(values: list) -> list[int]:
             for distance in range(1, BINS):
                 borrowed = values[(i + distance) % BINS]
                 if borrowed is not None:
-                    filled[i] = hash((borrowed, PROBES + distance))
+                    filled[i] = hash((borrowed, PROBES + distance - 1))
                     break
     return filled
 
 
-def jaccard(a: set[int], b: set[int]) -> float:
+def jaccard(a: set[int] | frozenset[int], b: set[int] | frozenset[int]) -> float:
     if not a and not b:
         return 1.0
     common = len(a & b)
@@ -127,11 +134,11 @@ class LshIndex:
 
     bands: int
     rows: int
-    ids: array = field(default_factory=lambda: array("q"))
+    ids: array = field(default_factory=lambda: array("q"))  # record index of each row
     keys: list[array] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.keys = [array("q") for _ in range(self.bands)]
+        self.keys = [array("I") for _ in range(self.bands)]  # 32-bit: collisions are confirmed anyway
 
     def add_batch(self, indices: list[int], texts: list[str]) -> None:
         """Band keys of a batch of normalised texts (with numpy when installed: about 10x faster)."""
@@ -145,7 +152,7 @@ class LshIndex:
             for text in texts:
                 sig = signature(shingles(text))
                 for band, column in enumerate(self.keys):
-                    column.append(hash(tuple(sig[band::self.bands][:r])))
+                    column.append(hash(tuple(sig[band::self.bands][:r])) & 0xFFFFFFFF)
             return
         keys = _band_keys_numpy(texts, self.bands, self.rows)
         for band, column in enumerate(self.keys):
@@ -193,35 +200,41 @@ def confirm(
     """The candidate pairs whose exact n-gram Jaccard similarity is >= ``threshold``.
 
     ``texts_a`` yields ``(index, normalised text)`` of the records named first in the pairs, in
-    index order; ``texts_b`` those named second (None: the same split, second < first). Only the
-    n-gram sets still needed are held."""
+    index order; ``texts_b`` those named second (None: the same split, second < first). The texts
+    of partners still needed are held (not their n-gram sets, which are 20-40 times larger); the
+    n-gram sets of the most recent partners are cached."""
     if not pairs:
         return []
     by_first: dict[int, list[int]] = {}
     for a, b in pairs:
         by_first.setdefault(a, []).append(b)
     wanted_b = {b for _, b in pairs}
-    cache: dict[int, set[int]] = {}
+    held: dict[int, str] = {}
     if texts_b is not None:  # another split: hold the partners first
         for index, text in texts_b:
             if index in wanted_b:
-                cache[index] = shingles(text)
+                held[index] = text
     uses = Counter(b for _, b in pairs)
+
+    @lru_cache(maxsize=512)
+    def partner(b: int) -> frozenset[int]:
+        return frozenset(shingles(held[b]))
+
     confirmed = []
     for index, text in texts_a:
         partners = by_first.get(index)
-        if partners is None and (texts_b is not None or index not in wanted_b):
+        if texts_b is None and index in wanted_b:
+            held[index] = text
+        if partners is None:
             continue
         mine = shingles(text)
-        if texts_b is None and index in wanted_b:
-            cache[index] = mine
-        for b in partners or ():
-            similarity = jaccard(mine, cache[b])
+        for b in partners:
+            similarity = jaccard(mine, partner(b))
             if similarity >= threshold:
                 confirmed.append((index, b, similarity))
             uses[b] -= 1
             if not uses[b]:
-                del cache[b]
+                del held[b]
     confirmed.sort()
     return confirmed
 
@@ -266,7 +279,7 @@ def _band_keys_numpy(texts: list[str], bands: int, rows: int):  # noqa: ANN202 -
     h = _fmix(h)
     valid = offset <= lengths[record] - n_at
     h, record = h[valid], record[valid]
-    key = record * BINS + (h >> np.uint64(64 - 7)).astype(np.int64)
+    key = record * BINS + (h >> np.uint64(64 - BIN_BITS)).astype(np.int64)
     table = np.full(len(texts) * BINS, np.iinfo(np.uint64).max, dtype=np.uint64)
     np.minimum.at(table, key, h)
     table = table.reshape(len(texts), BINS)
@@ -279,34 +292,26 @@ def _band_keys_numpy(texts: list[str], bands: int, rows: int):  # noqa: ANN202 -
         for row in range(1, rows):
             k = k * prime + table[:, band + row * bands]
         keys[:, band] = _fmix(k)
-    return keys.view(np.int64)
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _densify_numpy(np, table, empty):  # noqa: ANN001, ANN202 - numpy module and uint64 arrays
+    """_densify() for a batch: only the empty cells are touched, and those still empty after each
+    try are all that the next try looks at."""
     top = np.iinfo(np.uint64).max
     filled = table.copy()
-    rows = np.nonzero(empty.any(axis=1))[0]
-    still = empty[rows]
-    source = table[rows]
-    for attempt, order in enumerate(_PROBE_ORDER):
-        borrowed = source[:, list(order)]
-        ok = still & (borrowed != top)
+    rows, cols = np.nonzero(empty)
+    orders = np.asarray(_PROBE_ORDER, dtype=np.int64)
+    for attempt in range(PROBES + BINS - 1):
+        if attempt < PROBES:
+            probe = orders[attempt][cols]
+        else:  # rotation: the next filled bin to the right
+            probe = (cols + (attempt - PROBES + 1)) % BINS
+        borrowed = table[rows, probe]
+        ok = borrowed != top
         if ok.any():
-            part = filled[rows]
-            part[ok] = _fmix(borrowed[ok] + np.uint64(_MIX1_TIMES[attempt + 1]))
-            filled[rows] = part
-            still &= ~ok
-        if not still.any():
-            return filled
-        keep = still.any(axis=1)
-        rows, still, source = rows[keep], still[keep], source[keep]
-    twice = np.concatenate([source, source], axis=1)  # rotation for what is left
-    where = np.where(np.concatenate([source != top, source != top], axis=1), np.arange(2 * BINS), 2 * BINS)
-    nearest = np.minimum.accumulate(where[:, ::-1], axis=1)[:, ::-1][:, :BINS]
-    distance = (nearest - np.arange(BINS)).astype(np.uint64)
-    rotated = _fmix(np.take_along_axis(twice, nearest, axis=1) + (distance + np.uint64(PROBES)) * np.uint64(_MIX1))
-
-    part = filled[rows]
-    part[still] = rotated[still]
-    filled[rows] = part
+            filled[rows[ok], cols[ok]] = _fmix(borrowed[ok] + np.uint64(_MIX1_TIMES[attempt + 1]))
+            rows, cols = rows[~ok], cols[~ok]
+        if not len(rows):
+            break
     return filled

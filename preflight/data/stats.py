@@ -58,6 +58,7 @@ class SplitStats:
     scripts: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
     long_answers: int = 0  # answers too long to be labels
+    _sorted: array | None = None
 
     def add(self, turns: int, prompt_tokens: int, answer_tokens: int, script: str, answer: str) -> None:
         self.samples += 1
@@ -78,12 +79,12 @@ class SplitStats:
         return (n >= 20 and 2 <= len(self.labels) < min(MAX_LABELS, n / 3)
                 and self.long_answers <= 0.05 * n)
 
-    def percentile(self, q: float, values: array | None = None) -> int:
-        values = self.tokens if values is None else values
-        if not values:
-            return 0
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def percentile(self, q: float) -> int:
+        """The q-quantile of tokens per sample (sorted once, when the split is read)."""
+        if self._sorted is None or len(self._sorted) != len(self.tokens):
+            self._sorted = array("I", sorted(self.tokens))
+        ordered = self._sorted
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
 
     def histogram(self) -> list[tuple[str, int | None, int]]:
         """(label, upper edge or None for the last bucket, samples) per token-length bucket
@@ -102,16 +103,12 @@ class SplitStats:
         return rows
 
     def to_json(self) -> dict[str, Any]:
-        tokens = sorted(self.tokens)
-
-        def pct(q: float) -> int:
-            return tokens[min(len(tokens) - 1, int(q * len(tokens)))] if tokens else 0
-
+        tokens = self.tokens
+        pct = self.percentile
         out: dict[str, Any] = {
             "records": self.records,
             "samples": self.samples,
-            "tokens": {"min": tokens[0] if tokens else 0, "p50": pct(0.5), "p95": pct(0.95),
-                       "max": tokens[-1] if tokens else 0,
+            "tokens": {"min": pct(0.0), "p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0),
                        "mean": round(sum(tokens) / len(tokens), 1) if tokens else 0.0,
                        "total": sum(tokens)},
             "histogram": [{"bucket": b, "samples": c} for b, _, c in self.histogram()],
