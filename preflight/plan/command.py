@@ -262,6 +262,10 @@ def make_plan(request: PlanRequest, cluster: Cluster) -> dict[str, Any]:
     model_ref = request.model or "MODEL"
     recommendations = []
     for cand, reason in zip(ranked, why):
+        host = cand.estimate.host_bytes_per_node
+        if host:
+            reason += (f"; offload needs {host / GIB:,.0f} GiB of host RAM per node"
+                       + ("" if cluster.host_memory else " (not checked: give --host-mem)"))
         recommendations.append({
             "layout": asdict(cand.layout), "summary": describe(cand.layout), "why": reason,
             "memory": cand.estimate.to_json(), "headroom": cand.headroom,

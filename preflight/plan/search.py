@@ -27,7 +27,8 @@ Cost model, seconds per optimizer step (documented in the README, "Will it fit")
 - pipeline: point-to-point b·s·h forward and backward per micro-batch, plus the 1F1B bubble,
   (p-1)/m of the compute with m micro-batches (Narayanan et al. 2021).
 - offload: the gradients to the host and the weights back over PCIe (25 GB/s per GPU assumed),
-  every micro-step for offloaded parameters.
+  every micro-step for offloaded parameters, and the optimizer step on the node's CPU (assumed
+  1e9 parameters per second per node; DeepSpeed's CPU Adam, not overlapped with the GPUs).
 
 A layout fits when its peak (``memory.Estimate.total``) leaves at least 5 % of the GPU free for the
 allocator's fragmentation (the ZeRO paper saw OOM with over 30 % free in extreme cases, §5.4), and
@@ -45,6 +46,7 @@ from preflight.plan.model import ModelSpec
 FREE_FRACTION = 0.05
 HOST_FRACTION = 0.9
 PCIE_BYTES_PER_S = 25e9
+CPU_ADAM_PARAMS_PER_S = 1e9  # an assumption, not a measurement: one node's CPU updating offloaded states
 DP_OVERLAP = 2 / 3  # the backward pass's share of compute
 
 
@@ -234,10 +236,12 @@ class Planner:
             bubble = compute * (layout.pp - 1) / ga
         off = 0.0
         if layout.offload != "none":
+            shard_params = trainable / (layout.shard if layout.zero_level >= 1 else 1)
             moved = trainable * (4 + gb) / (layout.shard if layout.zero_level >= 2 else 1)
             if layout.offload == "all":
                 moved += 2 * weights / max(1, layout.shard) * ga
-            off = moved / PCIE_BYTES_PER_S
+            # transfers over PCIe, then the node's CPU updates its GPUs' shards (not overlapped)
+            off = moved / PCIE_BYTES_PER_S + shard_params * min(c.gpus_per_node, c.world) / CPU_ADAM_PARAMS_PER_S
         return StepTime(compute, dp, tp, pipe, bubble, off)
 
     # -- ranking ----------------------------------------------------------------------------------
