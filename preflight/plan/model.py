@@ -310,11 +310,7 @@ def load_catalog(folder: Path | None = None) -> dict[str, CatalogEntry]:
     """The bundled model catalog, read only when a model is asked for by name."""
     from preflight.toml_text import TomlError, parse_toml
 
-    if folder is None:
-        from preflight.compat import shipped_folder
-
-        folder = shipped_folder()
-    path = folder / CATALOG_FILE
+    path = (folder or _catalog_folder()) / CATALOG_FILE
     try:
         data = parse_toml(path.read_text(encoding="utf-8"))
     except TomlError as exc:
@@ -334,6 +330,18 @@ def load_catalog(folder: Path | None = None) -> dict[str, CatalogEntry]:
         for key in (entry.name, *entry.aliases):
             entries[key.lower()] = entry
     return entries
+
+
+def _catalog_folder() -> Path:
+    """``preflight.compat_matrix`` when installed; ``compat_matrix/`` of a checkout that is not (the
+    benchmarks run from a bare checkout on GPU machines)."""
+    import importlib
+
+    try:
+        package = importlib.import_module("preflight.compat_matrix")
+        return Path(package.__file__).parent  # type: ignore[arg-type]
+    except ImportError:
+        return Path(__file__).resolve().parents[2] / "compat_matrix"
 
 
 def resolve_model(text: str) -> ModelSpec:
