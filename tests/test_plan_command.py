@@ -121,6 +121,7 @@ def test_local_config_file_and_folder_are_read_never_written(run_cli, tmp_path):
     (("--model", "llama-3.1-8b", "--gpu-mem", "80GiB", "--tp", "16"), "more than the 8 GPUs"),
     (("--model", "llama-3.1-8b", "--gpu-mem", "80GiB", "--inter-node-bw", "fast"), "400Gb/s"),
     (("--model", "llama-3.1-8b", "--gpu", "Z9000"), "unknown or ambiguous"),
+    (("--model", "llama-3.1-8b", "--gpu", "H100"), "different memory"),
     (("--gpu-mem", "80GiB",), "--model"),
     (("--model", "llama-3.1-8b", "--params", "7e9", "--gpu-mem", "80GiB"), "not both"),
     (("--model", "llama-3.1-8b", "--gpu-mem", "80GiB", "--nodes", "2", "--global-batch", "3", "--tp", "1", "--pp", "1"),

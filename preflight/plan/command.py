@@ -192,7 +192,14 @@ def _cluster_from_args(args: argparse.Namespace) -> Cluster:
     elif args.gpu is not None:
         from preflight.compat import shipped_matrix
 
-        model = shipped_matrix().gpu(args.gpu)
+        matrix = shipped_matrix()
+        model = matrix.gpu(args.gpu)
+        wanted = re.sub(r"[^a-z0-9]", "", args.gpu.lower())
+        sizes = {g.name: g.memory_gib for g in matrix.gpus if wanted and wanted in re.sub(r"[^a-z0-9]", "", g.name.lower())}
+        if model is not None and wanted != re.sub(r"[^a-z0-9]", "", model.name.lower()) \
+                and len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{name} ({size} GiB)" if size else name for name, size in sizes.items())
+            raise InputError(f"--gpu {args.gpu!r} names GPUs of different memory: {listed}; name one, or give --gpu-mem")
         if model is None:
             shipped_matrix().resolve_gpu(args.gpu)  # raises the error listing the known GPUs
             raise InputError(f"--gpu {args.gpu!r}: a compute capability has no memory size; give --gpu-mem")
