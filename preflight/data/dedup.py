@@ -160,6 +160,29 @@ class LshIndex:
 
     def candidates(self) -> set[tuple[int, int]]:
         """Pairs ``(later, first)``: records sharing a band with the first record of its bucket."""
+        try:
+            import numpy as np
+        except ImportError:
+            return self._candidates_python()
+        pairs: set[tuple[int, int]] = set()
+        ids = np.frombuffer(self.ids, dtype=np.int64)
+        for column in self.keys:
+            keys = np.frombuffer(column, dtype=np.uint32)
+            order = np.argsort(keys, kind="stable")  # equal keys stay in record order
+            ordered = keys[order]
+            repeat = np.empty(len(ordered), dtype=bool)
+            repeat[:1] = False
+            np.equal(ordered[1:], ordered[:-1], out=repeat[1:])
+            if not repeat.any():
+                continue
+            positions = np.arange(len(ordered))
+            first = np.maximum.accumulate(np.where(repeat, 0, positions))  # where each bucket starts
+            later = ids[order[repeat]]
+            firsts = ids[order[first[repeat]]]
+            pairs.update(zip(later.tolist(), firsts.tolist()))
+        return pairs
+
+    def _candidates_python(self) -> set[tuple[int, int]]:
         pairs: set[tuple[int, int]] = set()
         ids = self.ids
         for column in self.keys:
@@ -176,8 +199,15 @@ class LshIndex:
 
     def candidates_against(self, other: LshIndex) -> set[tuple[int, int]]:
         """Pairs ``(mine, theirs)`` sharing a band: this split's records near ``other``'s."""
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
         pairs: set[tuple[int, int]] = set()
         for mine, theirs in zip(self.keys, other.keys):
+            if np is not None:
+                pairs.update(_shared_keys_numpy(np, mine, theirs, self.ids, other.ids))
+                continue
             common = set(mine).intersection(theirs)
             if not common:
                 continue
@@ -189,6 +219,19 @@ class LshIndex:
                 if key in common:
                     pairs.add((self.ids[pos], where[key]))
         return pairs
+
+
+def _shared_keys_numpy(np, mine: array, theirs: array, my_ids: array, their_ids: array):  # noqa: ANN001, ANN202
+    """(my record, their first record with the same key) for one band, vectorised."""
+    mk, tk = np.frombuffer(mine, dtype=np.uint32), np.frombuffer(theirs, dtype=np.uint32)
+    common = np.intersect1d(mk, tk)
+    if not len(common):
+        return []
+    t_pos = np.nonzero(np.isin(tk, common))[0]
+    keys, first = np.unique(tk[t_pos], return_index=True)  # sorted keys, their first position
+    m_pos = np.nonzero(np.isin(mk, common))[0]
+    theirs_first = np.frombuffer(their_ids, dtype=np.int64)[t_pos[first]][np.searchsorted(keys, mk[m_pos])]
+    return zip(np.frombuffer(my_ids, dtype=np.int64)[m_pos].tolist(), theirs_first.tolist())
 
 
 def confirm(
