@@ -57,6 +57,7 @@ class Case:
     recompute: str = "none"
     lora_rank: int = 16
     attention: str = "flash"  # "flash": SDPA's fused kernels; "eager": transformers' eager attention
+    accumulation: int = 1  # micro-batches per optimizer step
 
 
 def llama(hidden: int, layers: int, heads: int, kv: int, ffn: int, vocab: int) -> dict:
@@ -77,6 +78,7 @@ def gpu_cases() -> list[Case]:
         Case("llama 1.0B full pure-bf16", mid, 2048, 2, precision="pure-bf16"),
         Case("llama 0.2B full fp32", small, 1024, 4, precision="fp32"),
         Case("llama 0.2B full bf16-autocast eager", small, 1024, 2, attention="eager"),
+        Case("llama 0.2B full pure-bf16 accumulate 4", small, 1024, 4, precision="pure-bf16", accumulation=4),
         Case("llama-3.2-1b LoRA r16 bf16", llama1b, 2048, 4, method="lora"),
     ]
 
@@ -89,6 +91,7 @@ def cpu_cases() -> list[Case]:
         Case("tiny full pure-bf16", tiny, 256, 4, precision="pure-bf16"),
         Case("tiny full fp32 recompute", tiny, 256, 4, precision="fp32", recompute="full"),
         Case("tiny full bf16-autocast eager", tiny, 256, 4, attention="eager"),
+        Case("tiny full fp32 accumulate 2", tiny, 256, 4, precision="fp32", accumulation=2),
         Case("tiny LoRA r16 bf16", tiny, 256, 4, method="lora"),
     ]
 
@@ -284,10 +287,11 @@ def measure(case: Case, device: torch.device, steps: int, use_transformers: bool
         tracker.__enter__()
     try:
         for _ in range(steps):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = loss_of(model, ids, use_transformers)
-            loss.backward()
-            del loss
+            for _ in range(case.accumulation):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss = loss_of(model, ids, use_transformers)
+                loss.backward()
+                del loss
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     finally:
@@ -309,7 +313,7 @@ def predict(case: Case) -> tuple[int, dict]:
     training = Training(method=case.method, precision=case.precision, seq_len=case.seq_len, lora_rank=case.lora_rank,
                         attention=case.attention)
     est = ModelMemory(spec, tensor_groups(spec), training).estimate(
-        Layout(micro_batch=case.batch, recompute=case.recompute))
+        Layout(micro_batch=case.batch, grad_accum=case.accumulation, recompute=case.recompute))
     return est.total - est.overhead, est.to_json()
 
 
@@ -342,7 +346,7 @@ def main() -> int:
         measured = measure(case, device, args.steps, use_transformers)
         error = (predicted - measured) / measured
         rows.append({"case": case.name, "seq_len": case.seq_len, "micro_batch": case.batch, "method": case.method,
-                     "attention": case.attention,
+                     "attention": case.attention, "accumulation": case.accumulation,
                      "precision": case.precision, "recompute": case.recompute, "predicted_bytes": predicted,
                      "measured_bytes": measured, "error": round(error, 4), "within_10_percent": abs(error) <= 0.10,
                      "estimate": breakdown})

@@ -152,6 +152,7 @@ class ModelMemory:
         self.block = counted.total - self.embed - self.head
         self.largest = counted.largest_tensor * scale
         self.layer_max = _largest_layer(spec, groups) * scale
+        self.largest_linear = max((g.size for g in groups if g.linear and g.place == BLOCK), default=0)
         method = training.method
         if method == "full":
             self.trainable = counted.total
@@ -240,9 +241,13 @@ class ModelMemory:
         if zero >= 3:
             gathered = max(2 * self.layer_max, self.largest) / tp
             fb += gathered * (wb if self.training.method == "full" else self.compute_bytes)
-        persistent_grads = layout.dp * layout.cp > 1 or zero >= 1
+        # gradients live through the forward/backward pass when they accumulate over micro-batches,
+        # or sit in DDP/DeepSpeed buffers; a single GPU without accumulation frees them each step
+        persistent_grads = layout.dp * layout.cp > 1 or zero >= 1 or layout.grad_accum > 1
         if autocast(t, layout):
             fb += trainable * 2  # autocast's bf16 copy of every trainable weight, kept for the backward pass
+        if t.method in ("qlora", "qlora-8bit"):
+            fb += self.largest_linear * self.compute_bytes / tp  # one weight dequantised at a time
         if layout.sharding == "none" and layout.dp * layout.cp > 1:
             fb += trainable * gb  # torch DDP's reducer buckets hold a second copy of the gradients
         elif 1 <= zero <= 2:
