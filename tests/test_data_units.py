@@ -118,6 +118,15 @@ def test_turn_rules(messages, rule):
     assert rule in [p[0] for p in problems]
 
 
+def test_unexpected_keys_in_small_records():
+    problems: list = []
+    check_record({"instruction": "q", "output": "a", "ouptut": "b"}, Schema("alpaca", "t"), problems)
+    check_record({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                  "mesages": []}, Schema("messages", "t"), problems)
+    assert [p for p in problems if p[0] == "data.unexpected_key"] == [
+        ("data.unexpected_key", "'ouptut'"), ("data.unexpected_key", "'mesages'")]
+
+
 def test_a_valid_tool_exchange_passes():
     problems: list = []
     sample = check_record({"messages": [

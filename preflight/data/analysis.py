@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preflight.data.dedup import SHINGLE, SHINGLE_CJK, bands_rows, confirm
+from preflight.data.dedup import SHINGLE, SHINGLE_CJK, bands_rows, confirm, matches
 from preflight.data.formats import Schema, from_dataset_info, matching_entry, schema_from_entry
 from preflight.data.rules import Hits, findings, select
 from preflight.data.scan import ScanOptions, SplitScan, scan_split, texts_of
@@ -89,9 +89,12 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
         evaluation = None
         if args.eval is not None:
             evaluation = scan_split(args.eval, str(args.eval), ScanOptions(
-                args.format, schema, args.max_tokens, counter, near, train_prompts=train.prompts,
-                train_where=train.where), hits,
+                args.format, schema, args.max_tokens, counter, near, prompt_keys=True), hits,
                 start(args.eval) if args.eval.is_file() else None)
+    if evaluation is not None:
+        for e, t in matches(evaluation.prompts, train.prompts):
+            hits.add("data.leakage", evaluation.where(e), f"prompt also in train at {train.where(t)}")
+            evaluation.leaked.add(e)
     near_info = None
     if near is not None:
         near_info = _near_duplicates(train, evaluation, threshold, hits)
@@ -127,7 +130,7 @@ def _near_duplicates(train: SplitScan, evaluation: SplitScan | None, threshold: 
     for split in (train, evaluation):
         if split is None or split.lsh is None:
             continue
-        pairs = split.lsh.candidates()
+        pairs = {(a, b) for a, b in split.lsh.candidates() if a not in split.repeated and b not in split.repeated}
         wanted = {i for pair in pairs for i in pair}
         confirmed = confirm(pairs, texts_of(split.path, split.schema, wanted), None, threshold)
         reported: set[int] = set()
@@ -140,7 +143,8 @@ def _near_duplicates(train: SplitScan, evaluation: SplitScan | None, threshold: 
         info[f"{'train' if split is train else 'eval'}_candidates"] = len(pairs)
         info[f"{'train' if split is train else 'eval'}_pairs"] = len(reported)
     if evaluation is not None and evaluation.lsh is not None and train.lsh is not None:
-        pairs = {(e, t) for e, t in evaluation.lsh.candidates_against(train.lsh) if e not in evaluation.leaked}
+        pairs = {(e, t) for e, t in evaluation.lsh.candidates_against(train.lsh)
+                 if e not in evaluation.leaked and e not in evaluation.repeated and t not in train.repeated}
         confirmed = confirm(pairs, texts_of(evaluation.path, evaluation.schema, {e for e, _ in pairs}),
                             texts_of(train.path, train.schema, {t for _, t in pairs}), threshold)
         seen: set[int] = set()

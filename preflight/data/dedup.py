@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection in bounded memory: only hashes are kept, never records.
 
-Exact: the hash of the record's text after lower-casing and collapsing whitespace; one dict entry
-per distinct record.
+Exact: the hash of the record's text after lower-casing and collapsing whitespace, 8 bytes a
+record, matched after the pass (one sort) rather than in a dict of Python integers (100 bytes).
 
 Near: MinHash over character n-grams (5 characters, 3 for text that is mostly CJK, which has no
 spaces to split words on), banded LSH to find candidate pairs, then the exact Jaccard similarity
@@ -126,6 +126,46 @@ def jaccard(a: set[int] | frozenset[int], b: set[int] | frozenset[int]) -> float
         return 1.0
     common = len(a & b)
     return common / (len(a) + len(b) - common)
+
+
+NO_HASH = 0  # the hash kept for a record without a sample (str hashes are never 0 in practice)
+
+
+def repeats(hashes: array) -> list[tuple[int, int]]:
+    """``(later, first)`` for every record whose hash an earlier one has: exact duplicates,
+    found after the pass with one sort (numpy's when installed), in record order."""
+    try:
+        import numpy as np
+    except ImportError:
+        first: dict[int, int] = {}
+        out = []
+        for index, h in enumerate(hashes):
+            if h != NO_HASH:
+                earlier = first.setdefault(h, index)
+                if earlier != index:
+                    out.append((index, earlier))
+        return out
+    values = np.frombuffer(hashes, dtype=np.int64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = np.zeros(len(ordered), dtype=bool)
+    np.equal(ordered[1:], ordered[:-1], out=same[1:])
+    same &= ordered != NO_HASH
+    if not same.any():
+        return []
+    start = np.maximum.accumulate(np.where(same, 0, np.arange(len(ordered))))
+    pairs = sorted(zip(order[same].tolist(), order[start[same]].tolist()))
+    return pairs
+
+
+def matches(mine: array, theirs: array) -> list[tuple[int, int]]:
+    """``(my index, their first index)`` for my hashes that also occur in ``theirs``."""
+    wanted = {h for h in mine if h != NO_HASH}
+    first: dict[int, int] = {}
+    for index, h in enumerate(theirs):
+        if h in wanted and h not in first:
+            first[h] = index
+    return [(index, first[h]) for index, h in enumerate(mine) if h in first]
 
 
 @dataclass

@@ -68,10 +68,9 @@ def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample
         sample = _text(record, schema, problems)
     else:
         sample = _chat(record, schema, problems)
-    if len(record) > 3 or fmt == "text":
+    if not schema.known_keys.issuperset(record):
         extra = record.keys() - schema.known_keys
-        if extra:
-            problems.append(("data.unexpected_key", ", ".join(sorted(repr(str(k)) for k in extra)[:5])))
+        problems.append(("data.unexpected_key", ", ".join(sorted(repr(str(k)) for k in extra)[:5])))
     return sample
 
 

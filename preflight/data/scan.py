@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
 
-from preflight.data.dedup import LshIndex, normalise
+from preflight.data.dedup import NO_HASH, LshIndex, normalise, repeats
 from preflight.data.formats import DETECT_RECORDS, Schema, detect
 from preflight.data.readers import read_records
 from preflight.data.records import Problem, Sample, check_record
@@ -21,7 +21,7 @@ from preflight.data.text_quality import quality_problems
 from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
 from preflight.errors import InputError
 
-NEAR_BATCH = 2048  # texts signed at once (bounded memory)
+NEAR_BATCH = 512  # texts signed at once (numpy's work arrays: about 40 MB)
 _BREAKS = frozenset(r.id for r in RULES.values() if r.status == Status.FAIL and r.id != "data.leakage")
 
 
@@ -32,9 +32,7 @@ class ScanOptions:
     max_tokens: int | None = None
     counter: TokenCounter | None = None
     near: tuple[int, int] | None = None  # (bands, rows), None: no near-duplicate detection
-    prompt_keys: bool = False  # keep prompt hashes (train, when an eval split follows)
-    train_prompts: dict[int, int] | None = None  # eval: the train split's prompt hashes -> index
-    train_where: Callable[[int], str] | None = None  # eval: a train index as file:line
+    prompt_keys: bool = False  # keep prompt hashes (for leakage between splits)
 
 
 @dataclass
@@ -44,7 +42,9 @@ class SplitScan:
     stats: SplitStats
     dropped: set[int] = field(default_factory=set)  # broken records and exact repeats (--fix)
     lsh: LshIndex | None = None
-    prompts: dict[int, int] = field(default_factory=dict)  # prompt hash -> first index (train)
+    prompts: array = field(default_factory=lambda: array("q"))  # index -> prompt hash (for leakage)
+    texts: array = field(default_factory=lambda: array("q"))  # index -> normalised-text hash
+    repeated: set[int] = field(default_factory=set)  # exact repeats of an earlier record
     leaked: set[int] = field(default_factory=set)  # eval records whose prompt is in train
     lines: array = field(default_factory=lambda: array("q"))  # index -> line (-1: none)
 
@@ -71,7 +71,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     schema = options.schema or detect(parsed, options.format, name)
     scan = SplitScan(path, schema, SplitStats())
     stats, dropped = scan.stats, scan.dropped
-    seen: dict[int, int] = {}  # exact duplicates: hash of the normalised text -> first record
+    text_hashes, prompt_hashes = scan.texts, scan.prompts
     lsh = LshIndex(*options.near) if options.near else None
     scan.lsh = lsh
     batch_ids: list[int] = []
@@ -81,10 +81,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     if count is None:
         from preflight.data.tokens import estimate_tokens as count
     max_tokens = options.max_tokens
-    train_prompts = options.train_prompts
-    train_where = options.train_where
     keep_prompts = options.prompt_keys
-    prompts = scan.prompts
     lines = scan.lines
     scan.name = name
     add_hit = hits.add
@@ -94,6 +91,9 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
         if error is not None:
             add_hit("data.invalid_json", where(name, line, index), error)
             dropped.add(index)
+            text_hashes.append(NO_HASH)
+            if keep_prompts:
+                prompt_hashes.append(NO_HASH)
             continue
         problems: list[Problem] = []
         sample: Sample | None = check_record(value, schema, problems)
@@ -105,18 +105,13 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             if text_problems:
                 problems += text_problems
             norm = normalise(full)
-            first = seen.setdefault(hash(norm), index)
-            first = None if first == index else first
-            if first is None:
-                if lsh is not None:
-                    batch_ids.append(index)
-                    batch_texts.append(norm)
-                    if len(batch_texts) >= NEAR_BATCH:
-                        lsh.add_batch(batch_ids, batch_texts)
-                        batch_ids, batch_texts = [], []
-            else:
-                problems.append(("data.duplicate", f"same as {scan.where(first)}"))
-                dropped.add(index)
+            text_hashes.append(hash(norm))
+            if lsh is not None:  # exact repeats are signed too, and left out when pairs are made
+                batch_ids.append(index)
+                batch_texts.append(norm)
+                if len(batch_texts) >= NEAR_BATCH:
+                    lsh.add_batch(batch_ids, batch_texts)
+                    batch_ids, batch_texts = [], []
             if estimating and is_ascii:  # the estimate's ASCII case, inlined: 4 characters a token
                 prompt_tokens, answer_tokens = (len(prompt) + 3) >> 2, (len(answer) + 3) >> 2
             else:
@@ -126,13 +121,12 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                 problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
                                                   + truncation(prompt_tokens, answer_tokens, max_tokens)))
             stats.add(sample.turns, prompt_tokens, answer_tokens, "Latin" if is_ascii else script_of(full), answer)
-            if keep_prompts or train_prompts is not None:
-                key = hash(normalise(sample.user))
-                if keep_prompts:
-                    prompts.setdefault(key, index)
-                if train_prompts is not None and key in train_prompts:
-                    problems.append(("data.leakage", f"prompt also in train at {train_where(train_prompts[key])}"))
-                    scan.leaked.add(index)
+            if keep_prompts:
+                prompt_hashes.append(hash(normalise(sample.user)))
+        else:
+            text_hashes.append(NO_HASH)
+            if keep_prompts:
+                prompt_hashes.append(NO_HASH)
         if problems:
             at = where(name, line, index)
             for rule_id, detail in problems:
@@ -142,6 +136,10 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     if lsh is not None:
         lsh.add_batch(batch_ids, batch_texts)
     stats.records = index + 1
+    for later, first in repeats(text_hashes):
+        add_hit("data.duplicate", scan.where(later), f"same as {scan.where(first)}")
+        dropped.add(later)
+        scan.repeated.add(later)
     return scan
 
 

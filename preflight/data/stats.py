@@ -53,7 +53,6 @@ class SplitStats:
     records: int = 0
     samples: int = 0  # records readable as samples
     tokens: array = field(default_factory=lambda: array("I"))
-    answer_tokens: array = field(default_factory=lambda: array("I"))
     turns: Counter = field(default_factory=Counter)
     scripts: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
@@ -64,7 +63,6 @@ class SplitStats:
         self.samples += 1
         total = prompt_tokens + answer_tokens
         self.tokens.append(total if total < 0xFFFFFFFF else 0xFFFFFFFF)
-        self.answer_tokens.append(answer_tokens if answer_tokens < 0xFFFFFFFF else 0xFFFFFFFF)
         self.turns[turns] += 1
         self.scripts[script] += 1
         if len(answer) > LABEL_CHARS:
