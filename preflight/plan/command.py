@@ -238,7 +238,7 @@ def make_plan(request: PlanRequest, cluster: Cluster) -> dict[str, Any]:
     from dataclasses import asdict
 
     from preflight.plan.emit import settings
-    from preflight.plan.memory import Layout, ModelMemory, check_layout
+    from preflight.plan.memory import ModelMemory
     from preflight.plan.params import tensor_groups
     from preflight.plan.search import (
         Planner,
@@ -284,7 +284,7 @@ def make_plan(request: PlanRequest, cluster: Cluster) -> dict[str, Any]:
     else:
         shown = frugal
     if shown is None:  # no layout at all (e.g. a global batch smaller than the data-parallel degree)
-        problem = _why_no_layout(spec, cluster, batch, fixed, check_layout, Layout)
+        problem = _why_no_layout(spec, cluster, batch, fixed)
         raise InputError(f"no layout to evaluate: {problem}")
     est = shown.estimate
     changes = [] if ranked else smallest_changes(spec, training, groups, cluster, batch, fixed)
@@ -318,7 +318,10 @@ def make_plan(request: PlanRequest, cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def _why_no_layout(spec, cluster, batch, fixed, check_layout, Layout) -> str:  # noqa: ANN001, N803
+def _why_no_layout(spec: Any, cluster: Cluster, batch: int, fixed: Constraints) -> str:
+    """Why the search had no layout at all to evaluate (not even one that does not fit)."""
+    from preflight.plan.memory import Layout, check_layout
+
     if batch < cluster.world // ((fixed.tp or 1) * (fixed.pp or 1) * (fixed.cp or 1)):
         return (f"the global batch ({batch} samples) is smaller than the data-parallel degree; "
                 "raise --global-batch or use fewer GPUs")
