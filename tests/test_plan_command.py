@@ -13,16 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from preflight.cli import main
-from preflight.plan.command import (
-    cluster_from_facts,
-    measured_bus_bandwidth,
-    parse_bandwidth,
-    parse_size,
-)
 from preflight.plan.memory import Layout, ModelMemory, Training
 from preflight.plan.model import load_catalog, spec_from_config
 from preflight.plan.params import tensor_groups
 from preflight.plan.search import Cluster, Constraints, Planner, top_distinct
+from preflight.plan.swept import cluster_from_facts, measured_bus_bandwidth
+from preflight.plan.units import parse_bandwidth, parse_size
 from tests.conftest import fixture_facts
 
 KEYS = ("param_count", "trainable_params", "parameters", "gradients", "optimizer_states", "activations", "buffers",
@@ -181,13 +177,13 @@ def test_units():
 
 def test_cluster_from_h100_facts_reads_nvlink_infiniband_and_memory():
     facts = fixture_facts("h100_sxm_8x")
-    cluster = cluster_from_facts([facts, facts])
+    cluster = cluster_from_facts([facts, facts], tflops=400)
     assert cluster.nodes == 2 and cluster.gpus_per_node == 8
     assert cluster.gpu_memory == min(d.memory_total_bytes for d in facts.gpu.devices)
     assert cluster.intra_bw == 18 * 25e9 * 0.8  # 18 NVLinks up x 25 GB/s
     assert cluster.inter_bw == 8 * 400e9 / 8 * 0.8  # eight ACTIVE 400 Gb/s InfiniBand ports; not the Ethernet ones
     assert cluster.host_memory == facts.system.memory.total_bytes
-    measured = cluster_from_facts([facts, facts], measured_inter_bus_bw=123e9)
+    measured = cluster_from_facts([facts, facts], measured_inter_bus_bw=123e9, tflops=400)
     assert measured.inter_bw == 123e9 and "measured" in measured.sources["inter_bw"]
 
 
@@ -195,7 +191,7 @@ def test_cluster_from_facts_without_gpus_is_an_input_error():
     from preflight.errors import InputError
 
     with pytest.raises(InputError, match="no swept node reported a GPU"):
-        cluster_from_facts([fixture_facts("no_gpu")])
+        cluster_from_facts([fixture_facts("no_gpu")], tflops=400)
 
 
 def test_measured_bus_bandwidth_from_a_benchmark():

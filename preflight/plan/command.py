@@ -11,47 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from preflight.errors import InputError
+from preflight.plan.units import parse_bandwidth, parse_size
 
 if TYPE_CHECKING:
     from preflight.plan.search import Cluster, Constraints
 
 GIB = 2**30
-DEFAULT_INTRA_BW = 150e9
-DEFAULT_INTER_BW = 25e9
 DEFAULT_TFLOPS = 300.0
-NVLINK_LINK_BYTES = 25e9  # NVLink 3 and 4: 25 GB/s per link per direction (A100 12 links = 300 GB/s, H100 18 = 450)
-PCIE_LANE_BYTES = {3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}  # PCI-SIG per-lane rates after encoding
-LINK_EFFICIENCY = 0.8  # achievable bus bandwidth against the link rate (nccl-tests runs reach 75-90 %)
-
-_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_BW_UNITS = {"gb/s": 1e9, "gib/s": 2**30, "mb/s": 1e6, "gbit/s": 1e9 / 8, "gb/sec": 1e9, "gbps": 1e9 / 8}
-
-
-def parse_size(text: str, flag: str = "--gpu-mem") -> int:
-    """``80GiB`` (2^30) or ``80GB`` (10^9): the unit is required, because the two differ by 7 %."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B|B)\s*", text, re.IGNORECASE)
-    if not match:
-        raise InputError(f"{flag}: expected a size with its unit, like 80GiB or 80GB, got {text!r}")
-    value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-    if value <= 0:
-        raise InputError(f"{flag}: expected more than 0, got {text!r}")
-    return int(value)
-
-
-def parse_bandwidth(text: str, flag: str) -> float:
-    """``400Gb/s`` or ``400Gbit/s`` (bits), ``50GB/s`` (bytes), ``50GiB/s``; returns bytes/s."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z/]+)\s*", text)
-    unit = match.group(2) if match else ""
-    scale = {"Gb/s": 1e9 / 8, "Gbit/s": 1e9 / 8, "Gbps": 1e9 / 8, "Mb/s": 1e6 / 8,
-             "GB/s": 1e9, "GiB/s": 2**30, "MB/s": 1e6}.get(unit)
-    if not match or scale is None:
-        raise InputError(f"{flag}: expected a bandwidth like 400Gb/s (bits) or 50GB/s (bytes), got {text!r}")
-    value = float(match.group(1)) * scale
-    if value <= 0:
-        raise InputError(f"{flag}: expected more than 0, got {text!r}")
-    return value
-
 
 def _positive(text: str) -> int:
     try:
@@ -183,7 +149,7 @@ def _constraints(args: argparse.Namespace) -> Constraints:
 
 
 def _cluster_from_args(args: argparse.Namespace) -> Cluster:
-    from preflight.plan.search import Cluster
+    from preflight.plan.search import DEFAULT_INTER_BW, DEFAULT_INTRA_BW, Cluster
 
     sources: dict[str, str] = {}
     if args.gpu_mem is not None:
@@ -334,67 +300,6 @@ def _why_no_layout(spec: Any, cluster: Cluster, batch: int, fixed: Constraints) 
             f"({batch} samples)")
 
 
-# -- rendering --------------------------------------------------------------------------------------
-
-def _gib(value: int | float | None) -> str:
-    return "-" if value is None else f"{value / GIB:,.2f}"
-
-
-def render_plan(console: Any, plan: dict[str, Any]) -> None:
-    import json
-
-    from rich.table import Table
-
-    m = plan["model"]
-    exact = "exact" if m["exact"] else "approximate"
-    console.print(f"[bold]plan[/bold]: {m['name']} ({m['model_type']}; {m['source']})")
-    console.print(f"  parameters: {plan['param_count']:,} ({exact}); active per token {plan['active_params']:,}; "
-                  f"trainable {plan['trainable_params']:,}; LM head {plan['lm_head_params']:,}")
-    for note in m["notes"]:
-        console.print(f"  [yellow]note[/yellow]: {note}")
-    t, c = plan["training"], plan["cluster"]
-    console.print(f"  training: {t['method']}, {t['precision']}, {t['optimizer']}, seq {t['seq_len']}, "
-                  f"global batch {plan['global_batch']} samples ({plan['tokens_per_step']:,} tokens)")
-    console.print(f"  cluster: {c['nodes']} node(s) x {c['gpus_per_node']} GPUs, {_gib(c['gpu_memory'])} GiB each; "
-                  f"buses {c['intra_node_bus_bandwidth'] / 1e9:.0f} GB/s inside a node "
-                  f"({c['sources'].get('intra_bw', '')}), {c['inter_node_bus_bandwidth'] / 1e9:.1f} GB/s across "
-                  f"({c['sources'].get('inter_bw', '')})")
-    table = Table(title=f"memory per GPU, GiB (2^30 bytes): {plan['layout_summary']}", title_justify="left")
-    table.add_column("component")
-    table.add_column("GiB", justify="right")
-    for key in ("parameters", "gradients", "optimizer_states", "activations", "buffers", "overhead"):
-        table.add_row(key.replace("_", " "), _gib(plan[key]))
-    table.add_row(f"[bold]total (peak, {plan['peak_phase']})[/bold]", f"[bold]{_gib(plan['total'])}[/bold]")
-    table.add_row("GPU memory", _gib(c["gpu_memory"]))
-    if plan["host_bytes_per_node"]:
-        table.add_row("host RAM per node (offload)", _gib(plan["host_bytes_per_node"]))
-    console.print(table)
-    if not plan["fits"]:
-        console.print(f"[red]nothing fits[/red]: the most frugal layout needs {_gib(plan['total'])} GiB per GPU "
-                      f"({plan['layouts_evaluated']} layouts tried)")
-        for change in plan["changes_that_fit"]:
-            console.print(f"  fits with [bold]{change['what']}[/bold]: {change['detail']}")
-        if not plan["changes_that_fit"]:
-            console.print("  no single change tried (offload, up to 128x the nodes, LoRA/QLoRA, shorter sequences) fits")
-        return
-    for i, rec in enumerate(plan["recommendations"], 1):
-        console.print(f"\n[bold]#{i}[/bold] {rec['summary']}")
-        console.print(f"   {_gib(rec['memory']['total'])} GiB per GPU; {rec['why']}")
-        s = rec["settings"]
-        console.print(f"   {s['torchrun']}")
-        console.print("   TrainingArguments: " + ", ".join(f"{k}={v}" for k, v in s["training_arguments"].items()))
-        console.print("   LLaMA-Factory: " + ", ".join(f"{k}: {v}" for k, v in s["llamafactory"].items()))
-        if "deepspeed" in s:
-            console.print("   ds_config.json: " + json.dumps(s["deepspeed"]), soft_wrap=True)
-        if "accelerate_fsdp" in s:
-            console.print("   accelerate config (FSDP):\n" + "\n".join("     " + ln for ln in s["accelerate_fsdp"].splitlines()))
-        if "megatron" in s:
-            console.print(f"   Megatron-LM: {s['megatron']}")
-        if "note" in s:
-            console.print(f"   [yellow]note[/yellow]: {s['note']}")
-    console.print(f"\n[dim]{plan['layouts_evaluated']} layouts evaluated; bytes in --json; GiB = 2^30 bytes[/dim]")
-
-
 def _request(args: argparse.Namespace, model: str | None) -> PlanRequest:
     return PlanRequest(
         model=model, params=getattr(args, "params", None), hidden=getattr(args, "hidden", None),
@@ -435,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(plan, indent=2))
     else:
+        from preflight.plan.render import render_plan
         from preflight.report.console import make_console
 
         render_plan(make_console(), plan)
@@ -442,76 +348,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- preflight cluster --plan -----------------------------------------------------------------------
-
-def cluster_from_facts(facts_list: list[Any], *, measured_inter_bus_bw: float | None = None,
-                       tflops: float = DEFAULT_TFLOPS) -> Cluster:
-    """The cluster as the sweep saw it: nodes reached, the fewest GPUs and the smallest GPU memory
-    of any node, NVLink (links up x 25 GB/s per direction) or the PCIe link inside a node, the
-    InfiniBand ports that are ACTIVE (else the fastest Ethernet interface) across nodes. A measured
-    bus bandwidth (``preflight cluster --bench``) replaces the inter-node figure."""
-    from preflight.plan.search import Cluster
-
-    with_gpus = [f for f in facts_list if f is not None and f.gpu.devices]
-    if not with_gpus:
-        raise InputError("--plan: no swept node reported a GPU (NVML / nvidia-smi), so there is nothing to plan on")
-    gpus_per_node = min(len(f.gpu.devices) for f in with_gpus)
-    memories = [d.memory_total_bytes for f in with_gpus for d in f.gpu.devices if d.memory_total_bytes]
-    if not memories:
-        raise InputError("--plan: the nodes did not report GPU memory")
-    sources: dict[str, str] = {"gpu_memory": "smallest GPU memory the nodes reported (NVML)"}
-    intra, intra_src = [], []
-    for f in with_gpus:
-        links = [d.nvlink_up for d in f.gpu.devices if d.nvlink_up]
-        if links:
-            intra.append(min(links) * NVLINK_LINK_BYTES * LINK_EFFICIENCY)
-            intra_src.append(f"NVLink, {min(links)} links up")
-        else:
-            lanes = [PCIE_LANE_BYTES.get(d.pcie_gen_current or 0, 0) * (d.pcie_width_current or 0)
-                     for d in f.gpu.devices]
-            if lanes and min(lanes) > 0:
-                intra.append(min(lanes) * LINK_EFFICIENCY)
-                intra_src.append("PCIe link (no NVLink up)")
-    if intra:
-        intra_bw = min(intra)
-        sources["intra_bw"] = f"{intra_src[intra.index(intra_bw)]}, x{LINK_EFFICIENCY} achievable"
-    else:
-        intra_bw = DEFAULT_INTRA_BW
-        sources["intra_bw"] = "assumed: the facts show neither NVLink nor the PCIe link"
-    if measured_inter_bus_bw:
-        inter_bw = measured_inter_bus_bw
-        sources["inter_bw"] = "measured bus bandwidth (benchmark)"
-    else:
-        per_node = [_node_network_bytes(f) for f in with_gpus]
-        known = [v for v in per_node if v]
-        if known:
-            inter_bw = min(known) * LINK_EFFICIENCY
-            sources["inter_bw"] = f"node NICs (InfiniBand ports ACTIVE, else Ethernet speed), x{LINK_EFFICIENCY} achievable"
-        else:
-            inter_bw = DEFAULT_INTER_BW
-            sources["inter_bw"] = "assumed: the facts show no link speed"
-    hosts = [f.system.memory.total_bytes for f in with_gpus if f.system.memory.total_bytes]
-    return Cluster(nodes=len(with_gpus), gpus_per_node=gpus_per_node, gpu_memory=min(memories),
-                   intra_bw=intra_bw, inter_bw=inter_bw, flops=tflops * 1e12,
-                   host_memory=min(hosts) if hosts else None, gpu_name=with_gpus[0].gpu.devices[0].name,
-                   sources=sources)
-
-
-def _node_network_bytes(facts: Any) -> float:
-    """A node's network bytes/s: the sum of its ACTIVE InfiniBand ports (RoCE ports when it has no
-    InfiniBand ones: Ethernet-layer ports beside InfiniBand are the front-end network), else its
-    fastest NIC."""
-    total = 0.0
-    active = [p for p in facts.network.infiniband if p.state and "ACTIVE" in p.state.upper() and p.rate]
-    infiniband = [p for p in active if (p.link_layer or "").lower() == "infiniband"]
-    for port in infiniband or active:
-        match = re.match(r"\s*([0-9.]+)\s*Gb", port.rate)
-        if match:
-            total += float(match.group(1)) * 1e9 / 8
-    if total:
-        return total
-    speeds = [i.speed_mbps for i in facts.network.interfaces if i.up and i.speed_mbps and i.name != "lo"]
-    return max(speeds) * 1e6 / 8 if speeds else 0.0
-
 
 def plan_request_from_args(args: argparse.Namespace) -> PlanRequest | None:
     """``preflight cluster --plan MODEL ...`` as a request, or None without --plan. The model is
@@ -523,22 +359,13 @@ def plan_request_from_args(args: argparse.Namespace) -> PlanRequest | None:
     return request
 
 
-def measured_bus_bandwidth(bench: Any) -> tuple[float | None, float | None]:
-    """(intra-node, inter-node) bus bandwidth in bytes/s from a completed ``--bench`` all-reduce:
-    its largest message size, which spans every node (inter) or one node (intra)."""
-    if bench is None or not getattr(bench, "completed", False):
-        return None, None
-    largest = bench.largest()
-    if largest is None or largest.busbw <= 0:
-        return None, None
-    return (None, largest.busbw) if len(bench.nodes) > 1 else (largest.busbw, None)
-
-
 def cluster_plan(request: PlanRequest, facts_list: list[Any], *, measured_inter_bus_bw: float | None = None,
                  measured_intra_bus_bw: float | None = None) -> dict[str, Any]:
     """The plan for the swept nodes; a measured bus bandwidth (bytes/s, from a benchmark) wins over
     the link speeds in the facts."""
     from dataclasses import replace
+
+    from preflight.plan.swept import cluster_from_facts
 
     cluster = cluster_from_facts(facts_list, measured_inter_bus_bw=measured_inter_bus_bw, tflops=request.tflops)
     if measured_intra_bus_bw:
@@ -555,6 +382,9 @@ def render_with_plan(request: PlanRequest, facts_list: list[Any], render_cluster
     import contextlib
     import io
     import json
+
+    from preflight.plan.render import render_plan
+    from preflight.plan.swept import measured_bus_bandwidth
 
     intra, inter = measured_bus_bandwidth(bench)
     try:

@@ -43,6 +43,8 @@ from math import ceil
 from preflight.plan.memory import Estimate, Layout, ModelMemory, Training, check_layout
 from preflight.plan.model import ModelSpec
 
+DEFAULT_INTRA_BW = 150e9  # assumed when neither facts nor flags give it (NVLink class), and said so
+DEFAULT_INTER_BW = 25e9  # assumed likewise: 200 Gb/s per node
 FREE_FRACTION = 0.05
 HOST_FRACTION = 0.9
 PCIE_BYTES_PER_S = 25e9
