@@ -83,7 +83,7 @@ def accelerate_fsdp(training: Training, layout: Layout, nodes: int, gpus_per_nod
         "  fsdp_state_dict_type: SHARDED_STATE_DICT",
     ]
     if nodes > 1:
-        lines[5:5] = ["main_process_ip: $MASTER_ADDR", "main_process_port: 29500"]
+        lines[5:5] = ["main_process_ip: MASTER_ADDR  # the first node's address", "main_process_port: 29500"]
     return "\n".join(lines) + "\n"
 
 
