@@ -307,3 +307,39 @@ def test_plan_module_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent).stdout
     assert out.strip() == "[]"
+
+
+def test_list_models_names_each_source(run_cli):
+    code, out, _ = run_cli("plan", "--list-models")
+    assert code == 0
+    names = {e.name for e in load_catalog().values()}
+    for name in names:
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert "https://huggingface.co/" in line
+
+
+def test_hybrid_shard_and_pipeline_settings(run_cli):
+    _, doc = plan_json(run_cli, "--model", "llama-3.1-8b", "--gpu-mem", "80GiB", "--nodes", "2", "--fsdp", "hybrid")
+    rec = doc["recommendations"][0]
+    assert "HYBRID_SHARD" in rec["settings"]["accelerate_fsdp"]
+    assert rec["settings"]["training_arguments"]["fsdp"].startswith("hybrid_shard")
+    assert rec["layout"]["shard_group"] == 8 // rec["layout"]["tp"]
+    _, doc = plan_json(run_cli, "--model", "llama-3.1-70b", "--gpu-mem", "80GiB", "--nodes", "4", "--pp", "4",
+                       "--tp", "8", "--seq-len", "4096")
+    rec = doc["recommendations"][0]
+    assert "--pipeline-model-parallel-size 4" in rec["settings"]["megatron"]
+    assert "--tensor-model-parallel-size 8" in rec["settings"]["megatron"]
+    assert "do not pipeline" in rec["settings"]["note"]
+
+
+@pytest.mark.parametrize(("flags", "key", "value"), [
+    (("--method", "freeze", "--trainable-layers", "4"), "freeze_trainable_layers", 4),
+    (("--method", "qlora"), "quantization_bit", 4),
+    (("--method", "qlora-8bit"), "quantization_bit", 8),
+    (("--optimizer", "adafactor"), "optim", "adafactor"),
+    (("--optimizer", "adamw-8bit"), "optim", "adamw_bnb_8bit"),
+    (("--precision", "pure-bf16"), "pure_bf16", True),
+])
+def test_methods_and_optimizers_reach_the_llamafactory_keys(run_cli, flags, key, value):
+    _, doc = plan_json(run_cli, "--model", "qwen2.5-7b", "--gpu-mem", "80GiB", *flags)
+    assert doc["recommendations"][0]["settings"]["llamafactory"][key] == value
