@@ -547,3 +547,42 @@ if given is not None:
     @given(history=st.lists(_row, max_size=30))
     def test_columns_match_a_row_by_row_reading(tmp_path: Path, history: list[dict]) -> None:
         _check_against_reference(tmp_path, history)
+
+
+# --- orjson from the bytes, or the standard parser: the same answers and the same errors ------
+
+_STATE = json.dumps({"global_step": 3, "log_history": [
+    {"epoch": 0.1, "loss": 2.5, "learning_rate": 1e-05, "step": 1},
+    {"epoch": 0.2, "loss": 2.25, "learning_rate": 2e-05, "step": 2},
+    {"epoch": 0.2, "eval_loss": 2.4, "step": 2},
+]}, indent=2)
+_BROKEN = {
+    "truncated": _STATE[: len(_STATE) // 2].encode(),
+    "bom": b"\xef\xbb\xbf" + _STATE.encode(),
+    "not utf-8": _STATE.replace('"loss"', '"lo\xffss"').encode("latin-1"),
+    "nan loss": _STATE.replace("2.25", "NaN").encode(),
+    "string loss": _STATE.replace("2.25", '"2.25x"').encode(),
+    "crlf": _STATE.replace("\n", "\r\n").encode(),
+    "jsonl under .json": b'{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n',
+    "a list": b"[1, 2]",
+    "empty": b"",
+}
+
+
+def _outcome(path: Path) -> tuple:
+    try:
+        log = read_log(path)
+    except InputError as exc:
+        return ("error", str(exc))
+    return ("ok", log.format, {k: (s.steps, [repr(v) for v in s.values]) for k, s in log.series.items()})
+
+
+@pytest.mark.parametrize("case", sorted(_BROKEN))
+def test_same_result_with_and_without_orjson(tmp_path: Path, monkeypatch, case: str) -> None:
+    path = tmp_path / "trainer_state.json"
+    path.write_bytes(_BROKEN[case])
+    with_orjson = _outcome(path)
+    monkeypatch.setitem(sys.modules, "orjson", None)  # as if the [fast] extra were not installed
+    assert _outcome(path) == with_orjson
+    if with_orjson[0] == "error":
+        assert "\n" not in with_orjson[1] and str(path) in with_orjson[1]
