@@ -24,6 +24,8 @@ Cost model, seconds per optimizer step (documented in the README, "Will it fit")
   whole forward/backward; only the rest is counted.
 - tensor-parallel traffic, on the critical path: 8·b·s·h·(t-1)/t elements per layer per
   micro-batch (Narayanan et al. 2021), x1.5 with full recomputation, over the intra-node bus.
+- context parallelism (ring attention): every rank receives all K and V of its layers, forward and
+  backward, counted with the tensor-parallel traffic.
 - pipeline: point-to-point b·s·h forward and backward per micro-batch, plus the 1F1B bubble,
   (p-1)/m of the compute with m micro-batches (Narayanan et al. 2021).
 - offload: the gradients to the host and the weights back over PCIe (25 GB/s per GPU assumed),
@@ -233,6 +235,10 @@ class Planner:
             per_layer = 8 * b * s * h * (layout.tp - 1) / layout.tp * act_bytes
             per_layer *= 1.5 if layout.recompute == "full" else 1.0
             tp = per_layer * ceil(spec.layers / layout.pp) * ga / c.intra_bw
+        if layout.cp > 1:  # ring attention: every rank sees all K and V, forward and backward
+            kv_bytes = 2 * b * t.seq_len * spec.kv_heads * spec.head_dim * act_bytes * (layout.cp - 1) / layout.cp
+            cp_bw = c.intra_bw if layout.tp * layout.cp <= c.gpus_per_node else c.inter_bw
+            tp += 2 * kv_bytes * ceil(spec.layers / layout.pp) * ga / cp_bw
         pipe = bubble = 0.0
         if layout.pp > 1:
             pipe = 2 * b * s * h * act_bytes * ga / c.inter_bw
