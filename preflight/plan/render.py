@@ -43,8 +43,9 @@ def render_plan(console: Any, plan: dict[str, Any]) -> None:
     if not plan["fits"]:
         console.print(f"[red]nothing fits[/red]: the most frugal layout needs {_gib(plan['total'])} GiB per GPU "
                       f"({plan['layouts_evaluated']} layouts tried)")
-        for change in plan["changes_that_fit"]:
-            console.print(f"  fits with [bold]{change['what']}[/bold]: {change['detail']}")
+        for i, change in enumerate(plan["changes_that_fit"]):
+            lead = "smallest change" if i == 0 else "also fits with"
+            console.print(f"  {lead}: [bold]{change['what']}[/bold]: {change['detail']}")
         if not plan["changes_that_fit"]:
             console.print("  no single change tried (offload, up to 128x the nodes, LoRA/QLoRA, shorter sequences) fits")
         return

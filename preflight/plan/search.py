@@ -367,7 +367,9 @@ def smallest_changes(spec: ModelSpec, training: Training, groups: list, cluster:
     if constraints.offload == "none":
         found = fits(training, cluster, replace(constraints, offload=None), global_batch)
         if found:
-            changes.append(Change("offload", f"allow CPU offload: {describe(found.layout)}"))
+            host = found.estimate.host_bytes_per_node / 2**30
+            changes.append(Change("offload", f"allow CPU offload: {describe(found.layout)} "
+                                             f"(with {host:,.0f} GiB of host RAM per node)"))
     nodes = cluster.nodes
     for _ in range(7):
         nodes *= 2
