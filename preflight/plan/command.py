@@ -333,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_models:
         return _list_models()
     request = _request(args, args.model)
+    resolve_spec(request)  # a missing or wrong model is the first thing to say
     cluster = _cluster_from_args(args)
     plan = make_plan(request, cluster)
     if args.json:
