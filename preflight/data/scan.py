@@ -105,7 +105,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             if text_problems:
                 problems += text_problems
             norm = normalise(full)
-            text_hashes.append(hash(norm))
+            text_hashes.append(hash(norm) or 1)  # hash("") is 0, which means "no sample"
             if lsh is not None:  # exact repeats are signed too, and left out when pairs are made
                 batch_ids.append(index)
                 batch_texts.append(norm)
