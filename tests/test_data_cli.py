@@ -152,6 +152,8 @@ def test_classification_like_data_shows_labels(run_cli, tmp_path):
     (["{info}", "--dataset", "remote"], "is remote (hf_hub_url)"),
     (["{info}", "--dataset", "absent"], "Undefined dataset 'absent'"),
     (["{train}", "--dataset", "x"], "TRAIN is not one"),
+    (["{train}", "--eval", "missing.jsonl"], "missing.jsonl: no such file"),
+    (["{train}", "--fix", "no/such/dir/out.jsonl"], "no such folder"),
 ])
 def test_input_errors_are_one_line_exit_2(run_cli, argv, message):
     argv = [a.format(train=DATA / "clean_alpaca_en.jsonl", info=DATA / "dataset_info.json") for a in argv]

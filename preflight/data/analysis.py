@@ -73,6 +73,11 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
     chosen = {r.id for r in rules}
     train_path, schema = _resolve(args)
     inputs = [train_path] + ([args.eval] if args.eval else [])
+    for path in inputs:  # before minutes of reading the other split
+        if not path.exists():
+            raise InputError("no such file", source=str(path))
+        if path.is_dir():
+            raise InputError("is a folder; give a data file", source=str(path))
     if args.fix is not None:
         from preflight.data.fix import check_output
 

@@ -23,6 +23,8 @@ def check_output(out: Path, inputs: list[Path]) -> None:
     """Refuse an OUT that is one of the inputs (also through a link), or a folder."""
     if out.is_dir():
         raise InputError("--fix: is a folder; give a file name", source=str(out))
+    if not out.parent.is_dir():
+        raise InputError("--fix: no such folder to write into", source=str(out.parent))
     for path in inputs:
         same = out.resolve() == path.resolve()
         if not same and out.exists():
