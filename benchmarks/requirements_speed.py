@@ -58,6 +58,25 @@ liger-kernel==0.2.1 ; python_version >= "3.10"
 git+https://github.com/huggingface/lm-evaluation-harness.git@v0.4.3#egg=lm_eval
 """
 
+# a project's own pyproject.toml, without a [tool.preflight] table (shape of this repository's)
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "finetune-job"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["torch==2.3.1", "transformers==4.44.2"]
+
+[tool.ruff]
+line-length = 120
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+"""
+
 
 from timing import load, wall, wall_interleaved  # noqa: E402 - benchmarks/timing.py
 
@@ -80,17 +99,24 @@ def main() -> int:
         }
         if script.exists():
             cmds["preflight requirements (console script)"] = [str(script), "requirements", str(path)]
+        # pre-commit runs hooks at the repository root, where a pyproject.toml usually lies: the
+        # settings lookup reads it for [tool.preflight]
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        (repo / "pyproject.toml").write_text(PYPROJECT)
+        beside = "... run beside a pyproject.toml (a repo root)"
+        cmds[beside] = cmds[next(reversed(cmds))]
         cmds["pip check"] = [py, "-m", "pip", "check"]
         before = load()
         runs = {name: max(3, args.runs // 3) if name == "pip check" else args.runs for name in cmds}
-        rows = wall_interleaved(cmds, runs, tmp)  # taking turns: each sees the same load
+        rows = wall_interleaved(cmds, runs, tmp, cwds={beside: str(repo)})  # taking turns: same load
     print(f"40-line requirements file, {args.runs} fresh processes each, taking turns; {before} (before), {load()} (after)")
-    print(f"{'what':42} {'median ms':>10} {'min ms':>8}")
+    print(f"{'what':47} {'median ms':>10} {'min ms':>8}")
     for name, times in rows.items():
-        print(f"{name:42} {statistics.median(times) * 1000:10.1f} {min(times) * 1000:8.1f}")
+        print(f"{name:47} {statistics.median(times) * 1000:10.1f} {min(times) * 1000:8.1f}")
     print()
-    for name in cmds:
-        if "requirements" in name:
+    for name in rows:
+        if "requirements" in name or name.startswith("..."):
             ours = statistics.median(rows[name]) * 1000
             print(f"{name}: median {ours:.1f} ms (target <= 150 ms): {'MET' if ours <= 150 else 'MISSED'}")
     return 0

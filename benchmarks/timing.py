@@ -26,16 +26,17 @@ def wall(cmd: list[str], runs: int, cwd: str | None = None, env: dict[str, str] 
 
 
 def wall_interleaved(cmds: dict[str, list[str]], runs: int | dict[str, int], cwd: str | None = None,
-                     env: dict[str, str] | None = None) -> dict[str, list[float]]:
+                     env: dict[str, str] | None = None, cwds: dict[str, str] | None = None) -> dict[str, list[float]]:
     """Like :func:`wall` for several commands, taking turns (a, b, c, a, b, c, ...): on a shared
     machine whose load comes and goes, each command then sees the same load on average, so their
-    medians compare. ``runs`` may give a count per command (a slow baseline needs fewer)."""
+    medians compare. ``runs`` may give a count per command (a slow baseline needs fewer);
+    ``cwds`` a working directory per command (default ``cwd``)."""
     counts = {name: runs if isinstance(runs, int) else runs[name] for name in cmds}
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for turn in range(max(counts.values(), default=0)):
         for name, cmd in cmds.items():
             if turn < counts[name]:
-                times[name].append(_run(cmd, cwd, env))
+                times[name].append(_run(cmd, (cwds or {}).get(name, cwd), env))
     return times
 
 
