@@ -85,6 +85,18 @@ def test_detection_says_what_it_saw():
         detect([{"foo": 1}], "auto", "f")
 
 
+def test_trl_conversational_prompt_completion():
+    record = {"prompt": [{"role": "user", "content": "What color is the sky?"}],
+              "completion": [{"role": "assistant", "content": "Blue."}]}
+    schema = detect([record], "auto", "f")
+    assert (schema.format, schema.messages, schema.completion) == ("messages", "prompt", "completion")
+    problems: list = []
+    sample = check_record(record, schema, problems)
+    assert problems == [] and sample.answer == "Blue." and sample.user == "What color is the sky?"
+    check_record({"prompt": record["prompt"], "completion": "Blue."}, schema, problems)
+    assert problems[0][0] == "data.wrong_type"
+
+
 def test_forced_format_keeps_the_data_tag_names():
     schema = detect([{"conversations": [{"role": "user", "content": "x"}]}], "sharegpt", "f")
     assert schema.format == "sharegpt" and schema.role == "role" and schema.how == "--format"

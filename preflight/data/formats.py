@@ -2,6 +2,9 @@
 and role names carry what: detected from the first records, forced with ``--format``, or taken
 from a LLaMA-Factory ``dataset_info.json`` entry.
 
+TRL's conversational prompt-completion records (``prompt`` and ``completion`` lists of turns) are
+read as one conversation.
+
 Sources: LLaMA-Factory ``data/README.md`` (alpaca columns ``instruction/input/output/system/
 history``; ShareGPT ``conversations`` with ``from``/``value`` and the tags ``human``, ``gpt``,
 ``observation``, ``function_call``, ``system``); OpenAI chat fine-tuning and TRL ``messages`` with
@@ -50,6 +53,7 @@ class Schema:
     role: str = "role"
     content: str = "content"
     roles: dict[str, str] = field(default_factory=lambda: dict(MESSAGE_ROLES))
+    completion: str | None = None  # TRL conversational prompt-completion: turns continue here
     # text
     text: str = "text"
 
@@ -60,7 +64,7 @@ class Schema:
         elif self.format == "text":
             own = {self.text}
         else:
-            own = {self.messages, self.system}
+            own = {self.messages, self.system, self.completion or self.messages}
         return frozenset(own) | METADATA_KEYS
 
     @cached_property
@@ -77,6 +81,8 @@ class Schema:
         else:
             keys = {"messages": self.messages, "role": self.role, "content": self.content,
                     "roles": dict(self.roles)}
+            if self.completion:
+                keys["completion"] = self.completion
         return {"format": self.format, "how": self.how, "keys": keys}
 
 
@@ -98,6 +104,9 @@ def _vote(record: Any) -> tuple[str, Schema] | None:
             return fmt, _chat_schema(fmt, "", key, first)
     if "instruction" in record and "output" in record:
         return "alpaca", Schema("alpaca", "")
+    if isinstance(record.get("prompt"), list) and isinstance(record.get("completion"), list):
+        first = next((m for m in record["prompt"] if isinstance(m, dict)), None)
+        return "messages", replace(_chat_schema("messages", "", "prompt", first), completion="completion")
     if "prompt" in record and ("completion" in record or "response" in record):
         response = "completion" if "completion" in record else "response"
         return "alpaca", Schema("alpaca", "", prompt="prompt", query="(none)", response=response)

@@ -154,6 +154,15 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         else:
             problems.append(("data.wrong_type", f"{s.messages!r} is {_type(messages)}, expected a list of turns"))
         return None
+    if s.completion is not None:  # TRL prompt-completion: the completion's turns follow the prompt's
+        completion = record.get(s.completion, _MISSING)
+        if completion is _MISSING:
+            problems.append(("data.missing_key", f"no {s.completion!r}"))
+            return None
+        if completion.__class__ is not list:
+            problems.append(("data.wrong_type", f"{s.completion!r} is {_type(completion)}, expected a list of turns"))
+            return None
+        messages = messages + completion
     if not messages:
         problems.append(("data.no_assistant_turn", f"{s.messages!r} is an empty list"))
         return None
