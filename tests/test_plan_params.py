@@ -72,6 +72,13 @@ def test_mixtral_total_and_active():
     assert c.active == 46_702_792_704 - 32 * 6 * 3 * 4096 * 14336 == 12_879_925_248  # model card: 12.9B active
 
 
+def test_qwen3_moe_total_and_active():
+    c = counted(CATALOG["qwen3-30b-a3b"].config)
+    assert round(c.total / 1e9, 1) == 30.5  # model card: 30.5B
+    experts = 48 * 128 * 3 * 2048 * 768
+    assert c.active == c.total - experts * 120 // 128  # a token uses 8 of 128 experts per layer
+
+
 def test_deepseek_v3_total_and_active():
     """README_WEIGHTS.md: main model 671B, 36.6B activated including the 0.9B output head (the
     input embedding is a lookup, not counted there); the MTP module is not in the HF model."""
