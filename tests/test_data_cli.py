@@ -43,7 +43,8 @@ def test_clean_set_with_eval_exits_0(run_cli):
 
 def test_missing_eval_warns_and_strict_fails(run_cli):
     code, out, _ = run_cli("data", str(DATA / "clean_alpaca_zh.jsonl"), "--json")
-    assert code == 0 and findings_of(out)["data.no_eval"]["status"] == "warn"
+    no_eval = findings_of(out)["data.no_eval"]
+    assert code == 0 and no_eval["status"] == "warn" and no_eval["observed"] == "no --eval split given"
     strict, _, _ = run_cli("data", str(DATA / "clean_alpaca_zh.jsonl"), "--json", "--strict")
     assert strict == 1
     skipped, out, _ = run_cli("data", str(DATA / "clean_alpaca_zh.jsonl"), "--json", "--strict", "--skip", "data.no_eval")

@@ -77,6 +77,7 @@ def test_alpaca_details_say_what_is_wrong(alpaca):
     assert "same as" in findings["data.duplicate"]["observed"] and "alpaca_defects.jsonl:1" in findings["data.duplicate"]["observed"]
     assert "Jaccard" in findings["data.near_duplicate"]["observed"]
     assert "cuts the answer's last" in findings["data.too_long"]["observed"]
+    assert "max_length to 723 (the longest sample)" in findings["data.too_long"]["remediation"]
     assert "'ouput'" in findings["data.unexpected_key"]["observed"]
 
 

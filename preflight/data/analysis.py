@@ -116,7 +116,7 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
         skipped.setdefault("data.near_duplicate", "--no-near-dup")
         skipped.setdefault("data.near_leakage", "--no-near-dup")
     ctx = {"format": train.schema.format, "fixed": args.fix is not None,
-           "p99": train.stats.percentile(0.99)}
+           "longest": train.stats.percentile(1.0)}
     where = str(train_path) + (f", {args.eval}" if args.eval else "")
     result = findings(rules, hits, where, ctx, skipped)
     fixed = None

@@ -36,6 +36,7 @@ def rule(rule_id: str, title: str, status: Status) -> Callable[[Callable[[dict],
 
 
 FAIL, WARN = Status.FAIL, Status.WARN
+SPLIT_LEVEL = frozenset({"data.no_eval"})  # rules about a split, not about records
 
 
 def _fix_or_drop(ctx: dict) -> str:
@@ -183,7 +184,8 @@ def too_long(ctx: dict) -> str:
     LLaMA-Factory truncates to ``cutoff_len`` (2048); Axolotl drops the sample
     (``excess_length_strategy: drop``). Token counts are exact with ``--tokenizer``, else an
     estimate."""
-    return f"raise the limit (cutoff_len / max_length) above {ctx.get('p99', '?')} or split or drop these samples"
+    return (f"raise cutoff_len / max_length to {ctx.get('longest', '?')} (the longest sample), or split or drop "
+            "these samples")
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +268,10 @@ def findings(rules: list[Rule], hits: Hits, where: str, ctx: dict, skipped: dict
             out.append(Finding(r.id, Status.PASS, where, r.title, GROUP, "none found", "", "", {"count": 0}))
             continue
         examples = hits.examples[r.id]
+        if r.id in SPLIT_LEVEL:  # about a split, not its records
+            out.append(Finding(r.id, r.status, examples[0][0], r.title, GROUP, examples[0][1], r.title.lower(),
+                               r.fix(ctx), {}))
+            continue
         first = "; ".join(f"{loc} {detail}" for loc, detail in examples)
         more = count - len(examples)
         noun = "record" if count == 1 else "records"
