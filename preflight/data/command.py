@@ -55,10 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", action="append", metavar="IDS", help="skip these rule ids or globs")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--strict", action="store_true", help="warnings fail (exit 1)")
-
-
-def _csv(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
+    parser.epilog = ("exit codes: 0 no rule failed (warnings allowed unless --strict), 1 a rule failed, "
+                     "2 input error (one line naming the file and line)")
 
 
 def run(args: argparse.Namespace) -> int:

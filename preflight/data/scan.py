@@ -15,11 +15,12 @@ from preflight.data.dedup import NO_HASH, LshIndex, normalise, repeats
 from preflight.data.formats import DETECT_RECORDS, Schema, detect
 from preflight.data.readers import read_records
 from preflight.data.records import Problem, Sample, check_record
-from preflight.data.rules import RULES, Hits, Status
+from preflight.data.rules import RULES, Hits
 from preflight.data.stats import SplitStats, script_of
 from preflight.data.text_quality import quality_problems
 from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
 from preflight.errors import InputError
+from preflight.findings import Status
 
 NEAR_BATCH = 512  # texts signed at once (numpy's work arrays: about 40 MB)
 _BREAKS = frozenset(r.id for r in RULES.values() if r.status == Status.FAIL and r.id != "data.leakage")
