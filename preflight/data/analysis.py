@@ -51,7 +51,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Schema | None]:
 
 
 @contextmanager
-def _progress(console, paths: list[Path]):  # noqa: ANN001, ANN202 - a rich console or None
+def _progress(console):  # noqa: ANN001, ANN202 - a rich console or None
     """A progress bar per split on stderr (only on a terminal), as bytes read."""
     if console is None:
         yield lambda path: None
@@ -87,7 +87,7 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
     want_near = not args.no_near_dup and bool(chosen & {"data.near_duplicate", "data.near_leakage"})
     near = bands_rows(threshold) if want_near else None
     hits = Hits(keep=args.show)
-    with _progress(progress_console, inputs) as start:
+    with _progress(progress_console) as start:
         train = scan_split(train_path, str(train_path), ScanOptions(
             args.format, schema, args.max_tokens, counter, near, prompt_keys=args.eval is not None), hits,
             start(train_path) if train_path.is_file() else None)
