@@ -23,6 +23,7 @@ from preflight.errors import InputError
 from preflight.findings import Status
 
 NEAR_BATCH = 512  # texts signed at once (numpy's work arrays: about 40 MB)
+TOKEN_BATCH = 1024  # samples a real tokenizer counts at once
 _BREAKS = frozenset(r.id for r in RULES.values() if r.status == Status.FAIL and r.id != "data.leakage")
 
 
@@ -77,11 +78,25 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     scan.lsh = lsh
     batch_ids: list[int] = []
     batch_texts: list[str] = []
-    count = options.counter.count if options.counter else None
-    estimating = count is None
-    if count is None:
-        from preflight.data.tokens import estimate_tokens as count
+    counter = options.counter
+    estimating = counter is None or not counter.exact
+    from preflight.data.tokens import estimate_tokens as count
+    pending: list[tuple[int, int | None, str, str, int, str]] = []  # samples awaiting exact counts
     max_tokens = options.max_tokens
+
+    def count_pending() -> None:
+        """Exact counts for the pending samples, one batch through the tokenizer."""
+        counts = counter.count_batch([p[2] for p in pending] + [p[3] for p in pending])
+        half = len(pending)
+        for k, (index, line, prompt, answer, turns, script) in enumerate(pending):
+            prompt_tokens = counts[k] + TEMPLATE_TOKENS_PER_TURN * turns
+            answer_tokens = counts[half + k]
+            if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
+                add_hit("data.too_long", where(name, line, index), f"{prompt_tokens + answer_tokens} tokens: "
+                        + truncation(prompt_tokens, answer_tokens, max_tokens))
+            stats.add(turns, prompt_tokens, answer_tokens, script, answer)
+        pending.clear()
+
     keep_prompts = options.prompt_keys
     lines = scan.lines
     scan.name = name
@@ -113,15 +128,21 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                 if len(batch_texts) >= NEAR_BATCH:
                     lsh.add_batch(batch_ids, batch_texts)
                     batch_ids, batch_texts = [], []
-            if estimating and is_ascii:  # the estimate's ASCII case, inlined: 4 characters a token
-                prompt_tokens, answer_tokens = (len(prompt) + 3) >> 2, (len(answer) + 3) >> 2
+            script = "Latin" if is_ascii else script_of(full)
+            if not estimating:
+                pending.append((index, line, prompt, answer, sample.turns, script))
+                if len(pending) >= TOKEN_BATCH:
+                    count_pending()
             else:
-                prompt_tokens, answer_tokens = count(prompt), count(answer)
-            prompt_tokens += TEMPLATE_TOKENS_PER_TURN * sample.turns
-            if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
-                problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
-                                                  + truncation(prompt_tokens, answer_tokens, max_tokens)))
-            stats.add(sample.turns, prompt_tokens, answer_tokens, "Latin" if is_ascii else script_of(full), answer)
+                if is_ascii:  # the estimate's ASCII case, inlined: 4 characters a token
+                    prompt_tokens, answer_tokens = (len(prompt) + 3) >> 2, (len(answer) + 3) >> 2
+                else:
+                    prompt_tokens, answer_tokens = count(prompt), count(answer)
+                prompt_tokens += TEMPLATE_TOKENS_PER_TURN * sample.turns
+                if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
+                    problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
+                                                      + truncation(prompt_tokens, answer_tokens, max_tokens)))
+                stats.add(sample.turns, prompt_tokens, answer_tokens, script, answer)
             if keep_prompts:
                 prompt_hashes.append(hash(normalise(sample.user)))
         else:
@@ -136,6 +157,8 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                     dropped.add(index)
     if lsh is not None:
         lsh.add_batch(batch_ids, batch_texts)
+    if pending:
+        count_pending()
     stats.records = index + 1
     for later, first in repeats(text_hashes):
         add_hit("data.duplicate", scan.where(later), f"same as {scan.where(first)}")

@@ -47,12 +47,18 @@ class TokenCounter:
 
     exact: bool
     label: str  # "estimate (4 chars/token ASCII, 1/CJK character)" or the tokenizer's path
-    _encode: Any = None
+    _encode_batch: Any = None  # list[str] -> list[int], for a real tokenizer
 
     def count(self, text: str) -> int:
-        if self._encode is None:
+        if self._encode_batch is None:
             return estimate_tokens(text)
-        return self._encode(text)
+        return self._encode_batch([text])[0]
+
+    def count_batch(self, texts: list[str]) -> list[int]:
+        """Counts of many texts at once: a real tokenizer encodes a batch in parallel, in Rust."""
+        if self._encode_batch is None:
+            return list(map(estimate_tokens, texts))
+        return self._encode_batch(texts)
 
 
 ESTIMATE = TokenCounter(False, "estimate: 4 ASCII characters or 1 CJK character per token, "
@@ -75,7 +81,8 @@ def load_tokenizer(path: Path) -> TokenCounter:
             tok = Tokenizer.from_file(str(file))
         except Exception as exc:  # noqa: BLE001 - the Rust side raises its own Exception type
             raise InputError("not a tokenizer.json: " + " ".join(str(exc).split())[:300], source=str(file)) from None
-        return TokenCounter(True, f"exact ({file})", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
+        return TokenCounter(True, f"exact ({file})", lambda texts: [
+            len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)])
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -85,7 +92,8 @@ def load_tokenizer(path: Path) -> TokenCounter:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ...
         raise InputError("cannot load a tokenizer from it: " + " ".join(str(exc).split())[:300], source=source) from None
-    return TokenCounter(True, f"exact ({path})", lambda t: len(tok.encode(t, add_special_tokens=False)))
+    return TokenCounter(True, f"exact ({path})", lambda texts: [
+        len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]])
 
 
 def truncation(prompt_tokens: int, answer_tokens: int, max_tokens: int) -> str:
