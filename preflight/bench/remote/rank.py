@@ -287,12 +287,27 @@ def count_bytes(size):
 
 
 def gpu_memory(torch, index, cfg):
-    """Allocate chunks up to a fraction of free memory and read each back (a pattern written as
-    int32 must sum to count * pattern); then device-to-device copy bandwidth (read + write bytes,
-    as STREAM's copy counts them) and pinned host<->device bandwidth."""
+    """Device-to-device copy bandwidth (read + write bytes, as STREAM's copy counts them) and
+    pinned host<->device bandwidth; then allocate chunks up to a fraction of free memory and read
+    each back (a pattern written as int32 must sum to count * pattern).
+
+    The copies come first, on fresh buffers: on a real H200 VM, host-to-device copies into memory
+    allocated right after the allocation test had been freed ran at half speed (27.6 against
+    55 GB/s), every time, while the same copies before it, or into later buffers, did not."""
     out = {"device": "gpu%d" % index, "name": torch.cuda.get_device_name(index)}
     free, total = torch.cuda.mem_get_info(index)
     out.update(free_bytes=int(free), total_bytes=int(total))
+    size = min(cfg["copy_bytes"], max(MiB, int(free) // 8))
+    src = torch.empty(size, dtype=torch.uint8, device="cuda:%d" % index).fill_(1)
+    dst = torch.empty_like(src)
+    out["copy_bytes"] = size
+    out["d2d_bps"] = 2 * size / _cuda_seconds(torch, lambda: dst.copy_(src), cfg["copy_iters"])
+    host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+    out["h2d_bps"] = size / _cuda_seconds(torch, lambda: dst.copy_(host, non_blocking=True), cfg["copy_iters"])
+    out["d2h_bps"] = size / _cuda_seconds(torch, lambda: host.copy_(dst, non_blocking=True), cfg["copy_iters"])
+    src = dst = host = None
+    torch.cuda.empty_cache()
+    free = torch.cuda.mem_get_info(index)[0]
     target = int(free * cfg["memory_fraction"])
     chunk_bytes = min(1 << 30, max(4 * MiB, target))
     chunks, usable, mismatches = [], 0, 0
@@ -308,24 +323,13 @@ def gpu_memory(torch, index, cfg):
     except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
         out["allocation_error"] = str(exc).splitlines()[0][:300]
     out.update(target_bytes=target, usable_bytes=usable, mismatched_chunks=mismatches)
-    del chunks
-    torch.cuda.empty_cache()
-    size = min(cfg["copy_bytes"], max(MiB, int(free) // 8))
-    src = torch.empty(size, dtype=torch.uint8, device="cuda:%d" % index).fill_(1)
-    dst = torch.empty_like(src)
-    out["copy_bytes"] = size
-    out["d2d_bps"] = 2 * size / _cuda_seconds(torch, lambda: dst.copy_(src), cfg["copy_iters"])
-    host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
-    out["h2d_bps"] = size / _cuda_seconds(torch, lambda: dst.copy_(host, non_blocking=True), cfg["copy_iters"])
-    out["d2h_bps"] = size / _cuda_seconds(torch, lambda: host.copy_(dst, non_blocking=True), cfg["copy_iters"])
-    src = dst = host = None  # free before the next GPU's turn
+    chunks = None  # free before the next GPU's turn
     torch.cuda.empty_cache()
     return out
 
 
 def _cuda_seconds(torch, op, iters, trials=3):
-    """Seconds per op, the best of ``trials`` timed runs of ``iters`` ops after warm-up (the first
-    copies from a freshly pinned buffer ran at half speed on a real H200 VM: 27.6 vs 55 GB/s)."""
+    """Seconds per op: the best of ``trials`` timed runs of ``iters`` ops, after warm-up."""
     for _ in range(3):
         op()
     torch.cuda.synchronize()
