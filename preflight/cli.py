@@ -110,9 +110,10 @@ def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
                          help="then run the all-reduce and memory benchmarks on every node (one rank per GPU)")
     cluster.add_argument("--cpu-ranks", type=_positive_int, metavar="N", help="--bench: N gloo ranks per node on the CPU")
     from preflight.bench.command import add_bench_options
+    from preflight.plan.command import add_cluster_arguments as add_plan_options
 
     add_bench_options(cluster)
-    __import__("preflight.plan.command", fromlist=["_"]).add_cluster_arguments(cluster)  # --plan MODEL (issue 6)
+    add_plan_options(cluster)  # --plan MODEL
     _add_judging_options(cluster)
 
 
