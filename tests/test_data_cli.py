@@ -51,6 +51,14 @@ def test_missing_eval_warns_and_strict_fails(run_cli):
     assert skipped == 0 and "data.no_eval" not in findings_of(out)
 
 
+def test_only_selects_rules(run_cli):
+    code, out, _ = run_cli("data", str(DATA / "alpaca_defects.jsonl"), "--json", "--only", "data.empty_*,data.mojibake")
+    assert set(findings_of(out)) == {"data.empty_answer", "data.empty_prompt", "data.mojibake"}
+    assert code == 1  # empty answers fail
+    code, out, _ = run_cli("data", str(DATA / "alpaca_defects.jsonl"), "--json", "--only", "data.mojibake")
+    assert code == 0 and findings_of(out)["data.mojibake"]["status"] == "warn"
+
+
 def test_failures_exit_1(run_cli):
     code, _, _ = run_cli("data", str(DATA / "sharegpt_defects.json"), "--json")
     assert code == 1
