@@ -5,6 +5,7 @@ copies of them with one fault each."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 import sys
@@ -16,6 +17,9 @@ import pytest
 from preflight.bench.command import parse_size
 from preflight.bench.remote.rank import bisect_rounds, busbw_factor, conclude, first_rounds
 from preflight.bench.run import _aggregate
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="runs real torch.distributed ranks (torch is in the test extra)")
 
 H200 = Path(__file__).parent / "fixtures" / "bench" / "h200_single"
 MARKER = "preflight-bench"
@@ -170,6 +174,7 @@ def test_nccl_sockets_where_infiniband_is_up_warns(run_cli, tmp_path):
 # --- real runs on this machine ---------------------------------------------------------------------
 
 
+@needs_torch
 def test_bench_runs_real_gloo_ranks_here(run_cli, tmp_path):
     code, out, err = run_cli("bench", "--cpu-ranks", "2", "--max-size", "4M", "--seconds-per-size", "0.2", "--json",
                              "--save-facts", str(tmp_path / "saved"))
@@ -187,6 +192,7 @@ def test_bench_runs_real_gloo_ranks_here(run_cli, tmp_path):
     assert not _leftovers()
 
 
+@needs_torch
 def test_a_stage_past_its_deadline_is_killed_and_named(run_cli):
     # importing torch takes seconds here: a 0.05 s import deadline must trip, and kill the ranks
     code, out, err = run_cli("bench", "--cpu-ranks", "2", "--max-size", "1M", "--json",
@@ -199,6 +205,7 @@ def test_a_stage_past_its_deadline_is_killed_and_named(run_cli):
     assert not _leftovers()
 
 
+@needs_torch
 def test_a_python_without_torch_fails_at_import(run_cli):
     python = shutil.which("python3", path="/usr/bin")
     if python is None or python == sys.executable:
@@ -246,6 +253,7 @@ def test_corrupt_bench_json_is_an_input_error(run_cli, tmp_path):
     assert code == 2 and "bench.json" in err and "Traceback" not in err
 
 
+@needs_torch
 def test_ctrl_c_stops_every_rank():
     import signal
     import subprocess

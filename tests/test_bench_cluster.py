@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+pytest.importorskip("torch", reason="the benchmark runs real torch.distributed ranks (torch is in the test extra)")
+
 MARKER = "preflight-bench"
 
 
