@@ -35,6 +35,16 @@ def _leftovers() -> list[str]:
     return found
 
 
+def _settled_leftovers(wait_s: float = 5.0) -> list[str]:
+    """Benchmark processes still there after ``wait_s``: a killed process can take a moment to go."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (found := _leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 # --- arithmetic -------------------------------------------------------------------------------------
 
 
@@ -189,7 +199,7 @@ def test_bench_runs_real_gloo_ranks_here(run_cli, tmp_path):
     findings = {f["id"]: f["status"] for f in doc["cluster_findings"]}
     assert findings["bench.completed"] == "pass" and findings["bench.allreduce_correct"] == "pass"
     assert (tmp_path / "saved" / "bench.json").is_file()
-    assert not _leftovers()
+    assert not _settled_leftovers()
 
 
 @needs_torch
@@ -202,7 +212,7 @@ def test_a_stage_past_its_deadline_is_killed_and_named(run_cli):
     assert code == 1 and finding["status"] == "fail"
     assert finding["evidence"]["stage"] == "import" and finding["evidence"]["kind"] == "hang"
     assert doc["benchmark"]["killed"]
-    assert not _leftovers()
+    assert not _settled_leftovers()
 
 
 @needs_torch
@@ -214,7 +224,7 @@ def test_a_python_without_torch_fails_at_import(run_cli):
     finding = {f["id"]: f for f in json.loads(out)["cluster_findings"]}["bench.completed"]
     assert code == 1 and finding["evidence"]["stage"] == "import"
     assert "torch" in finding["observed"]
-    assert not _leftovers()
+    assert not _settled_leftovers()
 
 
 @pytest.mark.parametrize("args,message", [
@@ -271,7 +281,7 @@ def test_ctrl_c_stops_every_rank():
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     time.sleep(0.5)
-    assert not _leftovers()
+    assert not _settled_leftovers()
 
 
 # --- expectations from the node's facts -------------------------------------------------------------
