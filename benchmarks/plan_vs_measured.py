@@ -12,6 +12,13 @@ NCCL, which the allocator does not see) against the allocator's peak over three 
   delta mixes in the allocator's caching, so neither is used. The weights and inputs that exist
   before the first step are counted up front.
 
+The estimate follows the attention kernel torch picks on the measuring device
+(``preflight.plan.memory.sdpa_kernel``): fp32 with grouped-query attention runs SDPA's math kernel
+on CUDA (it materialises the b·n·s·s softmax) but the fused CPU flash kernel on the CPU, so the CPU
+run compares against ``Training(device="cpu")``. The CPU cases marked "CUDA's kernel" force the
+kernel the CUDA estimate names (``torch.nn.attention.sdpa_kernel``) and compare against the CUDA
+estimate: the math kernel is the same composite code on both devices.
+
 The models: ``transformers``' Llama/Qwen2 classes when transformers is installed (what users
 train), else a compact Llama-style model written here with the same tensors (RMSNorm upcast to
 fp32, grouped-query SDPA attention, SwiGLU, untied or tied head, fp32 loss); LoRA through a
@@ -25,6 +32,7 @@ torch AdamW with foreach kernels (the HF ``adamw_torch`` the planner's settings 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -39,7 +47,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from preflight.plan.memory import Layout, ModelMemory, Training  # noqa: E402
+from preflight.plan.memory import Layout, ModelMemory, Training, sdpa_kernel  # noqa: E402
 from preflight.plan.model import load_catalog, spec_from_config  # noqa: E402
 from preflight.plan.params import tensor_groups  # noqa: E402
 
@@ -58,6 +66,7 @@ class Case:
     lora_rank: int = 16
     attention: str = "flash"  # "flash": SDPA's fused kernels; "eager": transformers' eager attention
     accumulation: int = 1  # micro-batches per optimizer step
+    cuda_kernel: bool = False  # on the CPU: force the SDPA kernel CUDA runs, and compare with the CUDA estimate
 
 
 def llama(hidden: int, layers: int, heads: int, kv: int, ffn: int, vocab: int) -> dict:
@@ -93,6 +102,8 @@ def cpu_cases() -> list[Case]:
         Case("tiny full bf16-autocast eager", tiny, 256, 4, attention="eager"),
         Case("tiny full fp32 accumulate 2", tiny, 256, 4, precision="fp32", accumulation=2),
         Case("tiny LoRA r16 bf16", tiny, 256, 4, method="lora"),
+        Case("tiny full fp32, CUDA's kernel (math)", tiny, 256, 4, precision="fp32", cuda_kernel=True),
+        Case("tiny full fp32 eager", tiny, 256, 4, precision="fp32", attention="eager"),
     ]
 
 
@@ -272,6 +283,25 @@ class LiveStorageBytes(torch.utils._python_dispatch.TorchDispatchMode):
         return out
 
 
+def estimate_device(case: Case, device: torch.device) -> str:
+    """Whose kernels the estimate follows: the measuring device's, or CUDA's where the case forces them."""
+    return "cuda" if device.type == "cuda" or case.cuda_kernel else "cpu"
+
+
+def forced_kernel(case: Case, device: torch.device) -> contextlib.AbstractContextManager:
+    """On the CPU, for a ``cuda_kernel`` case, restrict SDPA to the backend the CUDA estimate names."""
+    if device.type == "cuda" or not case.cuda_kernel or case.attention == "eager":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend
+    from torch.nn.attention import sdpa_kernel as restrict
+
+    name = sdpa_kernel(spec_from_config(case.config, name=case.name, source="benchmark"), training(case, "cuda"))
+    # the CPU has no memory-efficient kernel; its flash kernel keeps the same tensors (Q, K, V, output, fp32 LSE)
+    backend = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION,
+               "efficient": SDPBackend.FLASH_ATTENTION}[name]
+    return restrict(backend)
+
+
 def measure(case: Case, device: torch.device, steps: int, use_transformers: bool) -> int:
     model = build(case, device, use_transformers)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -286,14 +316,8 @@ def measure(case: Case, device: torch.device, steps: int, use_transformers: bool
         tracker = LiveStorageBytes([*model.parameters(), *model.buffers(), ids])
         tracker.__enter__()
     try:
-        for _ in range(steps):
-            for _ in range(case.accumulation):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss = loss_of(model, ids, use_transformers)
-                loss.backward()
-                del loss
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        with forced_kernel(case, device):
+            run_steps(model, optimizer, ids, case, device, steps, autocast, use_transformers)
     finally:
         if tracker is not None:
             tracker.__exit__(None, None, None)
@@ -308,11 +332,27 @@ def measure(case: Case, device: torch.device, steps: int, use_transformers: bool
     return peak
 
 
-def predict(case: Case) -> tuple[int, dict]:
+def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, case: Case,
+              device: torch.device, steps: int, autocast: bool, use_transformers: bool) -> None:
+    for _ in range(steps):
+        for _ in range(case.accumulation):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = loss_of(model, ids, use_transformers)
+            loss.backward()
+            del loss
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def training(case: Case, device: str) -> Training:
+    return Training(method=case.method, precision=case.precision, seq_len=case.seq_len, lora_rank=case.lora_rank,
+                    attention=case.attention, device=device)
+
+
+def predict(case: Case, device: str) -> tuple[int, dict]:
+    """The estimate without overhead, following ``device``'s attention kernels ("cuda" or "cpu")."""
     spec = spec_from_config(case.config, name=case.name, source="benchmark")
-    training = Training(method=case.method, precision=case.precision, seq_len=case.seq_len, lora_rank=case.lora_rank,
-                        attention=case.attention)
-    est = ModelMemory(spec, tensor_groups(spec), training).estimate(
+    est = ModelMemory(spec, tensor_groups(spec), training(case, device)).estimate(
         Layout(micro_batch=case.batch, grad_accum=case.accumulation, recompute=case.recompute))
     return est.total - est.overhead, est.to_json()
 
@@ -342,12 +382,16 @@ def main() -> int:
     rows = []
     start = time.perf_counter()
     for case in cases:
-        predicted, breakdown = predict(case)
+        estimated_for = estimate_device(case, device)
+        predicted, breakdown = predict(case, estimated_for)
+        spec = spec_from_config(case.config, name=case.name, source="benchmark")
+        kernel = sdpa_kernel(spec, training(case, estimated_for))
         measured = measure(case, device, args.steps, use_transformers)
         error = (predicted - measured) / measured
         rows.append({"case": case.name, "seq_len": case.seq_len, "micro_batch": case.batch, "method": case.method,
                      "attention": case.attention, "accumulation": case.accumulation,
-                     "precision": case.precision, "recompute": case.recompute, "predicted_bytes": predicted,
+                     "precision": case.precision, "recompute": case.recompute, "estimated_for": estimated_for,
+                     "attention_kernel": kernel, "predicted_bytes": predicted,
                      "measured_bytes": measured, "error": round(error, 4), "within_10_percent": abs(error) <= 0.10,
                      "estimate": breakdown})
         print(f"{case.name:42} {case.seq_len:>5} x {case.batch:<3} {predicted / MIB:8.0f} MiB {measured / MIB:8.0f} MiB "

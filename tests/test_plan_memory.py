@@ -294,3 +294,43 @@ def test_zero3_cannot_be_combined_with_pipeline_parallelism():
     assert "DeepSpeed" in check_layout(LLAMA8B, Layout(pp=2, sharding="zero3"))
     assert check_layout(LLAMA8B, Layout(tp=3)) is not None
     assert check_layout(LLAMA8B, Layout(tp=8, pp=2, sp=True, sharding="zero1")) is None
+
+
+# -- the SDPA kernel per device (memory.sdpa_kernel) -----------------------------------------
+
+SMALL_GQA = spec_from_config({"model_type": "llama", "vocab_size": 32000, "hidden_size": 1024, "intermediate_size": 2816,
+                              "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 4,
+                              "tie_word_embeddings": False}, name="0.2B", source="benchmarks/plan_vs_measured.py")
+
+
+def test_cuda_runs_fp32_gqa_in_the_math_kernel_and_the_cpu_stays_fused():
+    from preflight.plan.memory import sdpa_kernel
+
+    mha = spec_from_config(CATALOG["llama-3.1-8b"].config | {"num_key_value_heads": 32}, name="mha", source="t")
+    assert sdpa_kernel(SMALL_GQA, Training(precision="fp32")) == "math"
+    assert sdpa_kernel(SMALL_GQA, Training(precision="fp32", device="cpu")) == "flash"
+    assert sdpa_kernel(mha, Training(precision="fp32")) == "efficient"
+    for precision in ("bf16", "pure-bf16", "fp16"):
+        assert sdpa_kernel(SMALL_GQA, Training(precision=precision)) == "flash"
+    assert sdpa_kernel(SMALL_GQA, Training(precision="fp32", attention="eager")) == "eager"
+
+
+def test_the_math_kernel_adds_the_fp32_softmax_and_repeated_kv():
+    """fp32, seq 1024 x batch 4, 16 heads of 64, 4 KV heads: per layer the math kernel keeps the fp32
+    softmax (4·b·n·s²), K and V at 16 heads instead of 4 (2·4·s·b·12·64), and no LSE (4·s·b·n)."""
+    s, b, n, kv, d, L = 1024, 4, 16, 4, 64, 8
+    cuda = ModelMemory(SMALL_GQA, tensor_groups(SMALL_GQA), Training(precision="fp32", seq_len=s))
+    cpu = ModelMemory(SMALL_GQA, tensor_groups(SMALL_GQA), Training(precision="fp32", seq_len=s, device="cpu"))
+    per_layer = 4 * b * n * s * s + 2 * 4 * s * b * (n - kv) * d - 4 * s * b * n
+    assert per_layer == 293_339_136
+    got = cuda.estimate(Layout(micro_batch=b)).total - cpu.estimate(Layout(micro_batch=b)).total
+    assert got == L * per_layer
+
+
+def test_eager_fp32_keeps_one_softmax_copy():
+    """In fp32 the eager softmax's cast back to the compute dtype is a no-op: the same 4 bytes per
+    score as the math kernel (which the CPU measurement confirms, tests/test_plan_measured.py)."""
+    t = dict(precision="fp32", seq_len=1024)
+    eager, _ = layer_activations(SMALL_GQA, Training(attention="eager", **t), Layout(), 4)
+    math, _ = layer_activations(SMALL_GQA, Training(**t), Layout(), 4)
+    assert eager == math

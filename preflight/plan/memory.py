@@ -56,6 +56,7 @@ OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp", "fsdp-hybrid")
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "eager")
+DEVICES = ("cuda", "cpu")
 OFFLOAD = ("none", "optimizer", "all")
 
 NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8  # QLoRA §3: NF4 weights, double-quantised constants
@@ -75,6 +76,9 @@ class Training:
     lora_targets: str = "all"
     trainable_layers: int = 2
     attention: str = "flash"
+    # whose attention kernels the activations follow (``sdpa_kernel``): the planner estimates GPUs;
+    # "cpu" models torch's CPU kernels for the CPU measurement harness (benchmarks/plan_vs_measured.py)
+    device: str = "cuda"
 
 
 @dataclass(frozen=True)
@@ -350,11 +354,23 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
     else:
         split += 4 * c * sb * spec.intermediate
     heads_local = n
-    if training.attention == "flash":
+    kernel = sdpa_kernel(spec, training)
+    if kernel in ("flash", "efficient"):
         scores = 0.0
-        split += 4 * sb * n  # log-sum-exp, fp32
+        split += 4 * sb * n  # log-sum-exp, fp32 (both fused kernels save it for their backward)
+    elif kernel == "math":
+        # torch's math SDPA (attention.cpp, _scaled_dot_product_attention_math): matmul(q, k^T),
+        # softmax, matmul(probs, v) as separate autograd ops. The softmax output (b·n·s·s, c bytes;
+        # fp32 here, no downcast) is saved by the second matmul, and K and V, repeat_interleave'd to
+        # every query head (pre_process_group_query_attention_input), by the two matmuls. The
+        # pre-softmax scores are freed (softmax saves its output); no log-sum-exp.
+        scores = c * heads_local * s * training.seq_len * b
+        split += 2 * c * sb * (n - kv) * d
     else:
-        per_score = c if gpt_style else 4 + c  # HF Llama-style eager attention upcasts softmax to fp32
+        # HF Llama-style eager attention upcasts the softmax to fp32 and casts it back to the compute
+        # dtype (eager_attention_forward: softmax(..., dtype=float32).to(query.dtype)); in fp32 the
+        # cast is a no-op (Tensor.to returns self when the dtype already matches), one 4-byte copy
+        per_score = c if gpt_style or c == 4 else 4 + c
         if dropout:
             per_score += 1 + c
         scores = per_score * heads_local * s * training.seq_len * b  # with CP: local queries x all keys
@@ -371,6 +387,40 @@ def layer_activations(spec: ModelSpec, training: Training, layout: Layout, micro
     if training.method in ("lora", "qlora", "qlora-8bit"):
         kept += c * sb * training.lora_rank * 7 / tp  # the rank-r intermediate of each adapter
     return kept, full
+
+
+def sdpa_kernel(spec: ModelSpec, training: Training) -> str:
+    """The attention kernel a layer runs: "eager" (``--attention eager``), else the one torch's
+    ``scaled_dot_product_attention`` picks for transformers' "sdpa" implementation on
+    ``training.device``: "flash", "efficient" (memory-efficient) or "math".
+
+    CUDA (aten/src/ATen/native/transformers/cuda/sdp_utils.cpp, ``select_sdp_backend``; torch 2.11,
+    the H200 run): FlashAttention and cuDNN attention take fp16 and bf16 only
+    (``check_dtypes_low_precision``); the memory-efficient kernel takes fp32 but not fewer K/V heads
+    than query heads (``check_batch_size_and_num_heads_dense<false /*supports_grouped_query_attention*/>``;
+    pytorch/pytorch#191085, July 2026, adds GQA to it on NVIDIA, as current main has it).
+    transformers passes ``enable_gqa=True`` for a GQA model without a padding mask and head_dim <= 256
+    (integrations/sdpa_attention.py, ``use_gqa_in_sdpa``). So fp32 with GQA runs the math kernel,
+    which materialises the scores: the 0.2B fp32 case of benchmarks/plan_vs_measured.py peaked at
+    8,534,358,528 B on an H200 where the fused-kernel accounting gave 6,111,309,824, and at
+    8,458,859,060 B on the CPU with the math kernel forced (this accounting: 8,458,022,912). fp32
+    with as many K/V heads as query heads runs the memory-efficient kernel, whose saved tensors are
+    the fused ones (Q, K, V, output, fp32 log-sum-exp). A torch with #191085 runs fp32 GQA in the memory-efficient kernel too, and the
+    estimate then overstates fp32 GQA by the scores.
+
+    CPU (aten/src/ATen/native/transformers/sdp_utils_cpp.cpp, ``use_flash_attention_cpp``): the
+    CPU flash kernel takes fp32, bf16 and fp16 and GQA, so fp32 stays fused there.
+    """
+    if training.attention == "eager":
+        return "eager"
+    if training.precision != "fp32":
+        return "flash"  # bf16/fp16 compute (autocast casts Q, K and V to bf16); GQA supported
+    if training.device == "cpu":
+        return "flash"
+    gqa = spec.kv_heads < spec.heads and not spec.mla
+    if gqa and spec.head_dim <= 256:
+        return "math"
+    return "efficient"
 
 
 def residual_bytes(training: Training, layout: Layout) -> int:
@@ -431,7 +481,8 @@ def _adafactor_elements(groups: list[TensorGroup]) -> float:
 
 def _check_training(spec: ModelSpec, t: Training) -> None:
     for value, allowed, flag in ((t.method, METHODS, "--method"), (t.precision, PRECISIONS, "--precision"),
-                                 (t.optimizer, OPTIMIZERS, "--optimizer"), (t.attention, ATTENTION, "--attention")):
+                                 (t.optimizer, OPTIMIZERS, "--optimizer"), (t.attention, ATTENTION, "--attention"),
+                                 (t.device, DEVICES, "device")):
         if value not in allowed:
             raise InputError(f"{flag}: {value!r} is not one of {', '.join(allowed)}")
     if t.seq_len < 1:
