@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 
-
 from timing import wall  # noqa: E402 - benchmarks/timing.py
 
 

@@ -106,8 +106,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,100,200", help="host counts (default 50,100,200; max 253)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    from netlab import loopback_hosts, netlab_host  # imports pytest: netlab's prerequisites skip with it
     import pytest
+    from netlab import (  # imports pytest: netlab's prerequisites skip with it
+        loopback_hosts,
+        netlab_host,
+    )
 
     print(f"preflight cluster vs xargs -P {args.parallel} ssh ... true; {args.runs} run(s), medians; "
           f"{os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f}")  # fmt: skip
