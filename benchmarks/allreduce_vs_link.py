@@ -170,7 +170,10 @@ def main() -> int:
     print(f"median: TCP 1-way {one / 1e9:.2f}, 2-way {two / 1e9:.2f} per direction, plain torch {plain / 1e9:.2f}, "
           f"preflight busbw {bus / 1e9:.2f} GB/s")
     print(f"preflight / TCP 2-way = {ratio:.2f} (target >= {TARGET}): {'met' if ratio >= TARGET else 'NOT met'}; "
-          f"/ TCP 1-way = {bus / one:.2f}; / plain torch.distributed = {bus / plain:.2f}")
+          f"/ TCP 1-way = {bus / one:.2f}")
+    print(f"preflight / plain torch.distributed = {bus / plain:.2f}: "
+          + ("the harness adds nothing measurable; what is left is gloo's own rate on this link"
+             if bus / plain >= 0.9 else "the harness is slower than a bare loop"))
     return 0 if ratio >= TARGET else 1
 
 if __name__ == "__main__":
