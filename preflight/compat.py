@@ -219,6 +219,8 @@ class Matrix:
     flash_attn_wheels: tuple[FlashAttnWheel, ...]
     origin: str = "shipped"
     notes: dict[str, Sourced] = field(default_factory=dict)
+    # (torch specifier, C++11 ABI) of torch's pip wheels: which ABI an extension must match
+    torch_pip_cxx11abi: tuple[tuple[str, bool], ...] = ()
 
     # -- driver and CUDA ---------------------------------------------------------------------
     def toolkit_driver(self, cuda: str) -> ToolkitDriver | None:
@@ -344,6 +346,10 @@ class Matrix:
                 )
         return sorted(merged.values(), key=lambda p: -p.status)
 
+    def torch_cxx11abi(self, torch_version: str) -> bool | None:
+        """Whether torch's pip wheels of this version use the C++11 ABI (None: not known)."""
+        return next((abi for spec, abi in self.torch_pip_cxx11abi if _contains(spec, torch_version)), None)
+
     def flash_attn_wheel(self, version: str) -> FlashAttnWheel | None:
         return next((w for w in self.flash_attn_wheels if w.flash_attn == Version(version).public), None)
 
@@ -421,9 +427,26 @@ def parse_matrix(data: dict[str, dict[str, Any]], origin: str) -> Matrix:
                 for e in packages.get("flash_attn_wheel", [])
             ),
             origin=origin,
+            notes=_notes(packages),
+            torch_pip_cxx11abi=tuple(
+                (str(e["torch"]), bool(e["cxx11abi"]))
+                for e in packages.get("flash_attn_abi", {}).get("torch_pypi_cxx11abi", [])
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"malformed compatibility data: {type(exc).__name__}: {exc}", source=origin) from None
+
+
+def _notes(packages: dict[str, Any]) -> dict[str, Sourced]:
+    """Sourced facts that are not entries of a list: the C++ ABI of torch's pip wheels."""
+    abi = packages.get("flash_attn_abi")
+    if not abi or not abi.get("torch_pypi_cxx11abi"):
+        return {}
+    source = abi.get("torch_pypi_cxx11abi_source")
+    if not source or not abi.get("verified"):
+        raise InputError("flash_attn_abi.torch_pypi_cxx11abi without its source or verified date",
+                         source="packages.toml [flash_attn_abi]")
+    return {"torch_pypi_cxx11abi": Sourced(str(source), str(abi["verified"]))}
 
 
 COMPILED = "compiled.json"

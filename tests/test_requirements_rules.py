@@ -133,3 +133,52 @@ def test_pre_commit_hook_definition():
     for name in ("requirements.txt", "deps/requirements-train.txt", "constraints.txt", "pyproject.toml"):
         assert pattern.search(name), name
     assert not pattern.search("README.md")
+
+
+FA = "https://github.com/Dao-AILab/flash-attention/releases/download"
+
+
+def test_flash_attn_wheel_for_another_torch_minor_fails(project, run_cli):
+    # Dao-AILab/flash-attention#931: a release wheel built for an older torch under a newer one
+    # installs, then fails at import with "undefined symbol: _ZN3c10..."
+    (project / "requirements.txt").write_text(
+        "torch==2.5.1\n"
+        f"flash-attn @ {FA}/v2.6.3/flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp311-cp311-linux_x86_64.whl\n"
+    )
+    code, out, _ = run_cli("requirements", "requirements.txt", "--json")
+    (finding,) = _by_id(out, "requirements.flash_attn_wheel")
+    assert code == 1 and finding["node"] == "requirements.txt:2" and finding["status"] == "fail"
+    assert "built for torch 2.4, torch is pinned to 2.5.1 (requirements.txt:1)" in finding["observed"]
+    assert "torch2.5" in finding["remediation"]
+
+
+def test_flash_attn_wheel_with_the_other_cxx11_abi_fails(project, run_cli):
+    # Dao-AILab/flash-attention#1717: the C++ ABI of the wheel and of torch must agree; torch's
+    # pip wheels use the C++11 ABI from 2.7 on (flash-attention's publish.yml)
+    (project / "requirements.txt").write_text(
+        "torch==2.7.1\n"
+        f"flash-attn @ {FA}/v2.8.3/flash_attn-2.8.3+cu12torch2.7cxx11abiFALSE-cp311-cp311-linux_x86_64.whl\n"
+    )
+    _, out, _ = run_cli("requirements", "requirements.txt", "--json")
+    (finding,) = _by_id(out, "requirements.flash_attn_wheel")
+    assert "cxx11abiFALSE, torch 2.7.1's pip wheels use cxx11abiTRUE" in finding["observed"]
+
+
+def test_flash_attn_wheel_for_another_cuda_major_or_python_fails(project, run_cli):
+    (project / "requirements.txt").write_text(
+        "--extra-index-url https://download.pytorch.org/whl/cu118\ntorch==2.4.0+cu118\n"
+        f"flash-attn @ {FA}/v2.6.3/flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp310-cp310-linux_x86_64.whl\n"
+    )
+    _, out, _ = run_cli("requirements", "requirements.txt", "--json", "--target-python", "3.11")
+    (finding,) = _by_id(out, "requirements.flash_attn_wheel")
+    assert "built for CUDA 12, torch is the cu118 build" in finding["observed"]
+    assert "built for Python 3.10, the target is 3.11" in finding["observed"]
+
+
+def test_matching_flash_attn_wheel_passes(project, run_cli):
+    (project / "requirements.txt").write_text(
+        "torch==2.7.1\n"
+        f"flash-attn @ {FA}/v2.8.3/flash_attn-2.8.3+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl\n"
+    )
+    _, out, _ = run_cli("requirements", "requirements.txt", "--json", "--target-python", "3.11")
+    assert _by_id(out, "requirements.flash_attn_wheel") == []

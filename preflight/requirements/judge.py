@@ -216,6 +216,76 @@ def torch_cuda_variant(parsed: ParsedRequirements, matrix: Matrix, target: Targe
                     "native kernels", "pick a newer CUDA variant"))
 
 
+def _flash_attn_label(url: str) -> tuple[int, str, bool, str | None] | None:
+    """(CUDA major, torch minor, C++11 ABI, Python "3.11") from a flash-attn release wheel name,
+    ``flash_attn-2.6.3+cu123torch2.4cxx11abiFALSE-cp311-cp311-linux_x86_64.whl``."""
+    import re
+
+    name = url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
+    label = re.search(r"\+cu(\d+)torch(\d+\.\d+)cxx11abi(TRUE|FALSE)", name, re.I)
+    if label is None:
+        return None
+    digits = label.group(1)
+    major = int(digits if len(digits) <= 2 else digits[:-1])  # cu12 -> 12, cu123 -> 12, cu118 -> 11
+    python = re.search(r"-cp(\d)(\d+)-", name)
+    return major, label.group(2), label.group(3).upper() == "TRUE", \
+        f"{python.group(1)}.{python.group(2)}" if python else None
+
+
+@rule("requirements.flash_attn_wheel", "A flash-attn wheel URL matches the torch it loads into")
+def flash_attn_wheel(parsed: ParsedRequirements, matrix: Matrix, target: Target) -> Iterator[Located]:
+    """flash-attn's release wheels are built per torch minor, C++ ABI, CUDA major and Python, and
+    named for them (``+cu123torch2.4cxx11abiFALSE-cp311``; flash-attn's setup.py picks one by the
+    same keys). One built for another torch minor or the other ABI installs, then fails at
+    import with ``undefined symbol: _ZN3c10...``; one for another Python does not install. The
+    ABI of torch's pip wheels: pre-C++11 before 2.7, C++11 from 2.7 (``compat_matrix/packages.toml``
+    ``[flash_attn_abi]``)."""
+    wheels = [r for r in parsed.requirements if r.name == "flash-attn" and r.url]
+    if not wheels:
+        return
+    from packaging.version import InvalidVersion, Version
+
+    torch = _torch_pin(parsed, target)
+    torch_version = _pinned_version(torch) if torch else None
+    for req in _active(wheels, target):
+        label = _flash_attn_label(req.url)  # type: ignore[arg-type]
+        if label is None:
+            continue
+        cuda_major, torch_minor, abi, python = label
+        problems, fixes = [], []
+        if torch is not None and torch_version:
+            try:
+                pinned = Version(torch_version)
+            except InvalidVersion:
+                continue
+            minor = f"{pinned.major}.{pinned.minor}"
+            if minor != torch_minor:
+                problems.append(f"built for torch {torch_minor}, torch is pinned to {torch_version} ({_at(torch)})")
+                fixes.append(f"the wheel named ...torch{minor}cxx11abi...")
+            elif torch.kind == "pinned":  # a pip wheel of torch, from PyPI or the PyTorch index
+                expected = matrix.torch_cxx11abi(torch_version)
+                if expected is not None and expected != abi:
+                    problems.append(f"cxx11abi{str(abi).upper()}, torch {torch_version}'s pip wheels use "
+                                    f"cxx11abi{str(expected).upper()}")
+                    fixes.append(f"the cxx11abi{str(expected).upper()} wheel")
+            variant = next((v for v, _ in _torch_variants(parsed, torch) if v.startswith("cu")), None)
+            if variant is not None and cuda_tuple(variant)[0] != cuda_major:
+                problems.append(f"built for CUDA {cuda_major}, torch is the {variant} build")
+                fixes.append(f"a cu{cuda_tuple(variant)[0]}... wheel")
+        if target.python and python and python != _py(target.python):
+            problems.append(f"built for Python {python}, the target is {target.python}")
+            fixes.append(f"the cp{_py(target.python).replace('.', '')} wheel")
+        if problems:
+            note = matrix.notes.get("torch_pypi_cxx11abi")
+            yield Located(_at(req), fail(
+                f"flash-attn wheel {req.url.rsplit('/', 1)[-1]}: " + "; ".join(problems),
+                "a wheel for this torch minor, C++ ABI, CUDA major and Python",
+                "use " + ", ".join(fixes) + " from https://github.com/Dao-AILab/flash-attention/releases, or "
+                "`pip install flash-attn --no-build-isolation` to let its setup.py pick (or build) the right one"
+                + (f" [{note.cite()}]" if note and any("cxx11abi" in x for x in problems) else ""),
+            ))
+
+
 @rule("requirements.python_target", "Requirements install on the target Python")
 def python_target(parsed: ParsedRequirements, matrix: Matrix, target: Target) -> Iterator[Located]:
     """A marker that drops a critical package on the target Python (``torch; python_version <
