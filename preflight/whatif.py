@@ -18,6 +18,7 @@ from preflight.errors import InputError
 from preflight.facts import (
     SCHEMA_VERSION,
     ContainerHints,
+    ExtensionBuild,
     GpuDevice,
     GpuInfo,
     Identity,
@@ -82,6 +83,16 @@ def _torch(matrix: Matrix, text: str) -> tuple[str, str | None]:
     return text, "{}.{}".format(*cuda_tuple(release.default_variant))
 
 
+def _flash_attn_wheel(version: str | None) -> ExtensionBuild | None:
+    """What a release wheel's label says (``--pkg flash-attn==2.6.3+cu123torch2.4cxx11abiFALSE``):
+    the torch minor and the C++ ABI it was built for, as the probe reads them from an installed wheel."""
+    label = re.search(r"torch(\d+\.\d+)cxx11abi(TRUE|FALSE)", version or "", re.I)
+    if label is None:
+        return None
+    return ExtensionBuild(library=None, cxx11_abi=None, wheel_url=f"flash_attn-{version}",
+                          wheel_torch=label.group(1), wheel_cxx11_abi=label.group(2).upper() == "TRUE")
+
+
 def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
     devices = []
     if w.gpu:
@@ -111,7 +122,9 @@ def hypothetical_facts(matrix: Matrix, w: WhatIf) -> NodeFacts:
             devices,
             {} if devices else {"what-if": "no --gpu given"},
         ),
-        python=PythonEnv("python", python, "cpython", None, None, packages, torch_cuda, None, unavailable, w.nvcc),
+        python=PythonEnv("python", python, "cpython", None, None, packages, torch_cuda, None, unavailable, w.nvcc,
+                         torch_cxx11_abi=matrix.torch_cxx11abi(packages["torch"]) if "torch" in packages else None,
+                         flash_attn_build=_flash_attn_wheel(packages.get("flash-attn"))),
         network=NetworkEnv([], None, [], {}),
     )
 

@@ -202,3 +202,21 @@ def test_matrix_override_folder(run_cli, tmp_path):
     assert code == 1  # judged with the overriding data: an "H100" at 7.0 has no bf16
     code, _, err = run_cli("compat", "--gpu", "H100", "--matrix", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere" in err
+
+
+def test_compat_what_if_reads_the_flash_attn_wheel_label(run_cli):
+    """`preflight compat --pkg flash-attn==<release wheel version>`: the label says which torch
+    minor and C++ ABI the wheel was built for (Dao-AILab/flash-attention#931, #1717)."""
+    import json
+
+    def verdict(torch: str, flash: str) -> dict:
+        _, out, _ = run_cli("compat", "--gpu", "H100", "--driver", "570.86.15", "--torch", torch,
+                            "--pkg", f"flash-attn=={flash}", "--only", "versions.flash_attn", "--json")
+        (finding,) = json.loads(out)["findings"]
+        return finding
+
+    minor = verdict("2.5.1", "2.6.3+cu123torch2.4cxx11abiFALSE")
+    assert minor["status"] == "fail" and "release wheel for torch 2.4" in minor["observed"]
+    abi = verdict("2.7.1", "2.8.3+cu12torch2.7cxx11abiFALSE")
+    assert abi["status"] == "fail" and "torch 2.7.1 uses the C++11 (cxx11abiTRUE) one" in abi["observed"]
+    assert verdict("2.7.1", "2.8.3+cu12torch2.7cxx11abiTRUE")["status"] == "pass"
