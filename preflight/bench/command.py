@@ -54,9 +54,9 @@ def _count(text: str) -> int:
     return value
 
 
-def add_bench_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+def add_bench_options(parser: argparse.ArgumentParser) -> None:
     """The benchmark's own options (shared by `preflight bench` and `preflight cluster --bench`)."""
-    parser.add_argument(f"--{prefix}backend", dest="bench_backend", choices=("auto", "nccl", "gloo"), default="auto",
+    parser.add_argument("--backend", dest="bench_backend", choices=("auto", "nccl", "gloo"), default="auto",
                         help="auto: NCCL when every node has GPUs, else gloo")
     parser.add_argument("--min-size", type=parse_size, metavar="SIZE",
                         help="smallest message (default 1M); sizes grow x4 up to --max-size")
