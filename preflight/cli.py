@@ -276,17 +276,35 @@ def _collect_local(args: argparse.Namespace):  # noqa: ANN202
     return facts
 
 
-def _list_checks(as_json: bool) -> int:
-    from preflight.registry import load_checks
+def _all_rules() -> list[dict]:
+    """Every check and rule id with its group, thresholds and doc: the node and cluster checks,
+    then the rules of `preflight requirements`, `preflight config` and `preflight data`."""
+    import inspect
 
-    specs = load_checks()
+    from preflight.data.rules import RULES as DATA_RULES
+    from preflight.registry import load_checks
+    from preflight.requirements.judge import RULES as REQUIREMENT_RULES
+    from preflight.trainconfig.rule import all_rules as config_rules
+
+    def doc(func) -> str:  # noqa: ANN001 - a rule function
+        return " ".join((inspect.getdoc(func) or "").split())
+
+    rows = [{"id": s.id, "group": s.group, "title": s.title, "thresholds": s.thresholds, "doc": s.doc}
+            for s in load_checks().values()]
+    rows += [{"id": rid, "group": "preflight requirements", "title": title, "thresholds": {}, "doc": doc(func)}
+             for rid, (title, func) in REQUIREMENT_RULES.items()]
+    rows += [{"id": rid, "group": "preflight config", "title": title, "thresholds": {}, "doc": doc(func)}
+             for rid, (title, func) in config_rules().items()]
+    rows += [{"id": r.id, "group": "preflight data", "title": r.title, "thresholds": {}, "doc": r.doc}
+             for r in DATA_RULES.values()]
+    return rows
+
+
+def _list_checks(as_json: bool) -> int:
+    rows = _all_rules()
     if as_json:
         import json
 
-        rows = [
-            {"id": s.id, "group": s.group, "title": s.title, "thresholds": s.thresholds, "doc": s.doc}
-            for s in specs.values()
-        ]
         print(json.dumps(rows, indent=2))
         return 0
     from rich.table import Table
@@ -298,9 +316,9 @@ def _list_checks(as_json: bool) -> int:
     table.add_column("group", no_wrap=True)
     table.add_column("thresholds", ratio=1)
     table.add_column("what it catches", ratio=4)
-    for s in specs.values():
-        limits = ", ".join(f"{k}={v}" for k, v in s.thresholds.items())
-        table.add_row(s.id, s.group, limits, s.doc)
+    for row in rows:
+        limits = ", ".join(f"{k}={v}" for k, v in row["thresholds"].items())
+        table.add_row(row["id"], row["group"], limits, row["doc"])
     make_console().print(table)
     return 0
 

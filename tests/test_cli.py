@@ -67,8 +67,12 @@ def test_checks_lists_every_id_with_its_doc(run_cli):
     code, out, _ = run_cli("checks", "--json")
     rows = json.loads(out)
     assert code == 0
-    assert {"gpu.ecc_uncorrected", "system.shm_size", "net.nccl_socket_ifname"} <= {r["id"] for r in rows}
+    ids = {r["id"] for r in rows}
+    assert {"gpu.ecc_uncorrected", "system.shm_size", "net.nccl_socket_ifname", "bench.straggler"} <= ids
+    # the rules of the file commands too, so that every id --only/--skip takes is listed
+    assert {"requirements.flash_attn_wheel", "config.batch_arithmetic", "data.leakage"} <= ids
     assert all(r["doc"] for r in rows)
+    assert len(ids) == len(rows)
 
 
 def _one_line_error(code: int, out: str, err: str, *needles: str) -> None:
