@@ -281,3 +281,140 @@ def test_candidates_against_another_split():
     pairs = held_out.candidates_against(train)
     confirmed = dedup.confirm(pairs, iter([(0, texts[400]), (1, texts[401])]), iter(enumerate(texts[:400])), 0.8)
     assert [(a, b) for a, b, _ in confirmed] == [(0, 10)]
+
+
+# --------------------------------------------------------------------------------------------
+# the fast paths give what the plain code gives
+
+
+@pytest.mark.parametrize("line", [
+    b'{"a": 1}\n', b'{"a": 1}', b'{"a": 1} \r\n', b'{"a": 1} x\n', b'{"a": 1}{"b": 2}\n', b'{"a": \n', b"{", b"{}",
+    b'{"a": NaN, "b": -Infinity}\n', b'{"a": "\xff"}\n', b'{"a": "\xed\xa0\x80"}\n', b'\xef\xbb\xbf{"a": 1}\n',
+    '{"a": 1}\n'.encode("utf-16-le"), '{"a": 1}\n'.encode("utf-32"), b' {"a": 1}\n', b"[1, 2]\n", b"\n",
+    b'{"a": "\\ud800"}\n', b'{"a": 1}\x0b\n', b'{"a": 1}\xc2\xa0\n', b'{"a": 1.0e400, "b": 12345678901234567890}\n',
+    b'{"a": "caf\xc3\xa9 \xe4\xb8\xad"}\n', b'{"a": [' * 3000 + b"]" * 3000 + b"}\n",
+])
+def test_std_loads_is_json_loads(line):
+    def outcome(loads):
+        try:
+            return "value", repr(loads(line))
+        except RecursionError:
+            return "RecursionError", ""
+        except ValueError as exc:
+            return type(exc).__name__, str(exc)
+
+    assert outcome(readers._std_loads) == outcome(json.loads)
+
+
+def _runaway_reference(text: str) -> str:
+    """runaway_repetition() as first written: unbounded searches, both probes through _loop_at."""
+    from preflight.data import text_quality as tq
+
+    body = text.rstrip() if text[-1:].isspace() else text
+    n = len(body)
+    starts = [n // 2]
+    before = body.rfind(body[n - tq.REPEAT_PROBE:], 0, n - 1)
+    if before >= 0:
+        starts.insert(0, before)
+    for start in starts:
+        probe = body[start:start + tq.REPEAT_PROBE]
+        following = body.find(probe, start + 1)
+        if len(probe) < tq.REPEAT_PROBE or following < 0 or following - start > tq.REPEAT_MAX_PERIOD:
+            continue
+        found = tq._loop_at(body, start)
+        if found:
+            return found
+    return ""
+
+
+def test_runaway_repetition_bounded_search_finds_the_same():
+    from preflight.data.text_quality import runaway_repetition
+
+    rng = random.Random(9)
+    for _ in range(4000):
+        unit = "".join(rng.choice("ab c.") for _ in range(rng.choice((1, 3, 20, 21, 60, 380, 399, 400, 401, 420))))
+        text = ("".join(rng.choice("abcd e") for _ in range(rng.randint(0, 900))) + unit * rng.randint(1, 9)
+                + "".join(rng.choice("abcd e") for _ in range(rng.randint(0, 900))) + rng.choice(("", "  \n")))
+        if len(text) >= 100:
+            assert runaway_repetition(text) == _runaway_reference(text)
+
+
+def test_normalise_ascii_path_is_split_and_join():
+    rng = random.Random(4)
+    for _ in range(3000):
+        text = "".join(rng.choice("aZ b\t\n\r\x0b\x0c\x1c\x1f.Q") for _ in range(rng.randint(0, 80)))
+        assert dedup.normalise(text) == " ".join(text.lower().split())
+
+
+def _signature_reference(hashes) -> list[int]:
+    """signature() as first written: a bin at a time, every try in Python."""
+    firsts: dict[int, int] = {}
+    for h in sorted(hashes, reverse=True):
+        firsts[h >> (64 - dedup.BIN_BITS)] = h
+    values = [firsts.get(b) for b in dedup._BIN_IDS]
+    filled = values[:]
+    for i, v in enumerate(values):
+        if v is not None:
+            continue
+        for attempt, order in enumerate(dedup._PROBE_ORDER):
+            if values[order[i]] is not None:
+                filled[i] = hash((values[order[i]], attempt))
+                break
+        else:
+            for distance in range(1, dedup.BINS):
+                if values[(i + distance) % dedup.BINS] is not None:
+                    filled[i] = hash((values[(i + distance) % dedup.BINS], dedup.PROBES + distance - 1))
+                    break
+    return filled
+
+
+def test_pure_python_signature_matches_the_reference(monkeypatch):
+    rng = random.Random(3)
+    texts = ["a", "abcde", "abcdef", "北京", "北京是中国的首都", "x" * 7]
+    texts += [" ".join(rng.choice(("ka", "tiro", "mesu", "navo", "pi")) for _ in range(rng.randint(1, 400)))
+              for _ in range(150)]
+    bands, rows = dedup.bands_rows(0.8)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    index = dedup.LshIndex(bands, rows)
+    index.add_batch(list(range(len(texts))), texts)
+    for k, text in enumerate(texts):
+        sig = _signature_reference(dedup.shingles(text))
+        assert dedup.signature(dedup.shingles(text)) == sig
+        assert set(dedup._shingle_list(text)) == dedup.shingles(text)
+        assert [column[k] for column in index.keys] == [
+            hash(tuple(sig[band::bands][:rows])) & 0xFFFFFFFF for band in range(bands)]
+
+
+def _edited_corpus() -> tuple[list[str], set[tuple[int, int]]]:
+    """Texts with copies edited clearly within the threshold (Jaccard >= 0.9) or clearly outside
+    it (<= 0.6), so that neither signer can miss or add a pair by chance."""
+    rng = random.Random(21)
+    words = [a + b + c for a in "bdfgklmnprst" for b in "aeiou" for c in ("", "n", "r", "s")]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(40, 150))) for _ in range(300)]
+    texts += ["北京是中国的首都，有三千多年的建城史和八百多年的建都史，是全国的政治中心和文化中心，也是国际交往中心。"]
+    texts += [texts[300].replace("和八百多年", "和八百余年")]  # 301: near 300
+    for i in range(0, 300, 7):
+        base = texts[i]
+        cut = rng.randrange(len(base) // 2)
+        if i % 2:  # a few words changed: a near-duplicate
+            texts.append(base[:cut] + " zzq " + base[cut + 3:])
+        else:  # half of it replaced: not one
+            texts.append(base[:len(base) // 2] + " " + texts[(i + 1) % 300][len(texts[(i + 1) % 300]) // 2:])
+    texts = [dedup.normalise(t) for t in texts]
+    expected = set()
+    for a in range(301, len(texts)):
+        for b in range(a):
+            j = dedup.jaccard(dedup.shingles(texts[a]), dedup.shingles(texts[b]))
+            assert j >= 0.9 or j <= 0.6, (a, b, j)  # the corpus keeps away from the threshold
+            if j >= 0.8:
+                expected.add((a, b))
+    return texts, expected
+
+
+def test_pure_python_and_numpy_signers_confirm_the_same_pairs(monkeypatch):
+    pytest.importorskip("numpy")
+    texts, expected = _edited_corpus()
+    assert len(expected) >= 15
+    with_numpy = _pairs(texts)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert _pairs(texts) == with_numpy == expected

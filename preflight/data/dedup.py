@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import compress, repeat
+from operator import is_, itemgetter
 
 BINS = 256
 BIN_BITS = 8  # 2**8 == BINS
@@ -43,16 +45,22 @@ PROBES = 32  # densification tries per empty bin
 _PROBE_ORDER = tuple(tuple(rng.randrange(BINS) for _ in range(BINS))
                      for rng in (random.Random(1000 + k) for k in range(PROBES)))  # [try][bin] -> bin
 _MIX1_TIMES = tuple((k * 0xFF51AFD7ED558CCD) % (1 << 64) for k in range(PROBES + BINS + 1))  # k * _MIX1
+_FIRST_PROBE = _PROBE_ORDER[0]  # [bin] -> the bin it tries first
+_LATER_PROBES = tuple(tuple((attempt, _PROBE_ORDER[attempt][i]) for attempt in range(1, PROBES))
+                      for i in range(BINS))  # [bin] -> (try, bin) of the tries after the first
+_ALL_BINS = range(BINS)
 
 
 _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 9)  # what str.split() splits on
+_ASCII_SPACES_LOWER = _ASCII_SPACES.translate(bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                                                              b"abcdefghijklmnopqrstuvwxyz"))  # and lower()
 
 
 def normalise(text: str) -> str:
     """Lower-cased, whitespace runs as one space: the text two duplicates share. Equal to
     ``" ".join(text.lower().split())``; ASCII text takes a path in bytes that makes no word list."""
     if text.isascii():
-        raw = text.encode("ascii").translate(_ASCII_SPACES).lower()
+        raw = text.encode("ascii").translate(_ASCII_SPACES_LOWER)  # spaces and lower case, one pass
         while b"  " in raw:
             raw = raw.replace(b"  ", b" ")
         return raw.strip(b" ").decode("ascii")
@@ -83,14 +91,28 @@ def shingles(text: str) -> set[int]:
     n = shingle_size(text)
     if len(text) <= n:
         return {hash(text)}
-    return set(map(hash, {text[i:i + n] for i in range(len(text) - n + 1)}))
+    return {hash(text[i:i + n]) for i in range(len(text) - n + 1)}
+
+
+def _shingle_list(text: str) -> list[int]:
+    """The hashes of :func:`shingles`, as a list that may repeat some (signing needs only each
+    bin's minimum, which repeats do not change; no set is built)."""
+    n = shingle_size(text)
+    if len(text) <= n:
+        return [hash(text)]
+    return list(map(hash, [text[i:i + n] for i in range(len(text) - n + 1)]))
 
 
 def signature(hashes: Iterable[int]) -> list[int]:
     """One-permutation MinHash of a set of 64-bit hashes: the minimum of each of ``BINS`` bins."""
     ordered = sorted(hashes)
-    bins = list(map(_SHIFT.__rrshift__, ordered))  # h >> _SHIFT, in C
-    firsts = dict(zip(reversed(bins), reversed(ordered)))  # the smallest hash of each bin wins
+    return _signature_sorted(ordered)
+
+
+def _signature_sorted(ordered: list[int]) -> list[int]:
+    """:func:`signature` of hashes already in ascending order (repeats allowed)."""
+    descending = ordered[::-1]
+    firsts = dict(zip(map(_SHIFT.__rrshift__, descending), descending))  # bin (h >> _SHIFT) -> its smallest hash
     values = list(map(firsts.get, _BIN_IDS))
     if len(firsts) < BINS:
         return _densify(values)
@@ -104,11 +126,13 @@ def _densify(values: list) -> list[int]:
     borrowing together). Bins still empty after ``PROBES`` tries borrow from the next filled
     bin to the right (rotation densification, Shrivastava & Li 2014)."""
     filled = values[:]
-    for i, v in enumerate(values):
-        if v is not None:
+    for i in compress(_ALL_BINS, map(is_, values, repeat(None))):  # the empty bins, picked in C
+        borrowed = values[_FIRST_PROBE[i]]
+        if borrowed is not None:  # the common case: the first try finds a minimum
+            filled[i] = hash((borrowed, 0))
             continue
-        for attempt, order in enumerate(_PROBE_ORDER):
-            borrowed = values[order[i]]
+        for attempt, j in _LATER_PROBES[i]:
+            borrowed = values[j]
             if borrowed is not None:
                 filled[i] = hash((borrowed, attempt))
                 break
@@ -188,11 +212,15 @@ class LshIndex:
         try:
             import numpy  # noqa: F401 - optional, the fast path
         except ImportError:
-            r = self.rows
+            rows = []
+            bands = _band_getters(self.bands, self.rows)
             for text in texts:
-                sig = signature(shingles(text))
-                for band, column in enumerate(self.keys):
-                    column.append(hash(tuple(sig[band::self.bands][:r])) & 0xFFFFFFFF)
+                ordered = _shingle_list(text)
+                ordered.sort()
+                sig = _signature_sorted(ordered)
+                rows.append([hash(band(sig)) & 0xFFFFFFFF for band in bands])
+            for column, keys in zip(self.keys, zip(*rows)):
+                column.extend(keys)
             return
         keys = _band_keys_numpy(texts, self.bands, self.rows)
         for band, column in enumerate(self.keys):
@@ -225,16 +253,20 @@ class LshIndex:
     def _candidates_python(self) -> set[tuple[int, int]]:
         pairs: set[tuple[int, int]] = set()
         ids = self.ids
+        positions = range(len(ids))
         for column in self.keys:
-            if len(set(column)) == len(column):
+            keys = column.tolist()
+            counts = Counter(keys)
+            if len(counts) == len(keys):
                 continue
-            repeated = {k for k, c in Counter(column).items() if c > 1}
+            repeated = set(compress(counts, map((1).__lt__, counts.values())))  # keys seen twice or more
             first: dict[int, int] = {}
-            for pos, key in enumerate(column):
-                if key in repeated:
-                    rep = first.setdefault(key, ids[pos])
-                    if rep != ids[pos]:
-                        pairs.add((ids[pos], rep))
+            # only the positions whose key repeats, picked in C
+            for pos in compress(positions, map(repeated.__contains__, keys)):
+                key, here = keys[pos], ids[pos]
+                rep = first.setdefault(key, here)
+                if rep != here:
+                    pairs.add((here, rep))
         return pairs
 
     def candidates_against(self, other: LshIndex) -> set[tuple[int, int]]:
@@ -259,6 +291,14 @@ class LshIndex:
                 if key in common:
                     pairs.add((self.ids[pos], where[key]))
         return pairs
+
+
+@lru_cache(maxsize=8)
+def _band_getters(bands: int, rows: int) -> tuple[itemgetter, ...]:
+    """Per band, the getter of its ``rows`` bins (every ``bands``-th bin) as a tuple: the same
+    tuple as ``tuple(sig[band::bands][:rows])``, gathered in C."""
+    return tuple(itemgetter(*range(band, BINS, bands)[:rows]) if rows > 1 else
+                 (lambda sig, b=band: (sig[b],)) for band in range(bands))
 
 
 def _shared_keys_numpy(np, mine: array, theirs: array, my_ids: array, their_ids: array):  # noqa: ANN001, ANN202

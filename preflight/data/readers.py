@@ -10,6 +10,7 @@ an :class:`InputError`.
 from __future__ import annotations
 
 import json
+import json.scanner
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,13 +30,16 @@ class Raw(NamedTuple):
     error: str | None = None
 
 
+_raw = tuple.__new__
+
+
 def _json_loads() -> Callable[[bytes], Any]:
     """orjson when installed (``[fast]``), else the standard parser. orjson rejects NaN and
     Infinity, which Python's json writes and reads: those lines fall back to the standard one."""
     try:
         import orjson
     except ImportError:
-        return json.loads
+        return _std_loads
     fast = orjson.loads
 
     def loads(data: bytes) -> Any:
@@ -45,6 +49,26 @@ def _json_loads() -> Callable[[bytes], Any]:
             return json.loads(data)
 
     return loads
+
+
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads ends in
+_JSON_SPACE = " \t\n\r"
+
+
+def _std_loads(data: bytes) -> Any:
+    """``json.loads(data)``, without its per-call detours for the common line: one that starts
+    with ``{`` (so json.loads would decode it as UTF-8, not UTF-16/32 or with a BOM) and decodes
+    as strict UTF-8 goes straight to the C scanner. Anything else, or anything the scanner does
+    not take whole, goes through ``json.loads`` itself, which gives the same value or error."""
+    if data[:1] == b"{" and data[1:2] != b"\x00":
+        try:
+            text = data.decode("utf-8")
+            value, end = _scan_once(text, 0)
+        except Exception:  # noqa: BLE001 - json.loads below raises the error it would have
+            return json.loads(data)
+        if end == len(text) or not text[end:].strip(_JSON_SPACE):
+            return value
+    return json.loads(data)
 
 
 def kind_of(path: Path) -> str:
@@ -147,7 +171,7 @@ def _jsonl(path: Path, progress: Callable[[int], None] | None, wanted: set[int] 
                     continue  # blank lines separate nothing in JSONL; trainers skip them too
                 yield Raw(index, number, None, _json_error(exc))
             else:
-                yield Raw(index, number, value)
+                yield _raw(Raw, (index, number, value, None))  # Raw(index, number, value), without its __new__
             index += 1
             if progress is not None and not index % PROGRESS_EVERY:
                 progress(f.tell())

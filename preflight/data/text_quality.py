@@ -130,21 +130,26 @@ def runaway_repetition(text: str) -> str:
     max_ratio 0.5) catches the same class of sample with a costlier n-gram count."""
     body = text.rstrip() if text[-1:].isspace() else text
     n = len(body)
-    starts = [n // 2]
-    before = body.rfind(body[n - REPEAT_PROBE:], 0, n - 1)
+    # the end probe's previous occurrence; one more than REPEAT_MAX_PERIOD back is no loop's
+    # (_loop_at would reject it), so the search starts there
+    before = body.rfind(body[n - REPEAT_PROBE:], max(0, n - REPEAT_PROBE - REPEAT_MAX_PERIOD), n - 1)
     if before >= 0:
-        starts.insert(0, before)
-    for start in starts:
-        found = _loop_at(body, start)
+        found = _loop_at(body, before)
         if found:
             return found
-    return ""
+    start = n // 2
+    # _loop_at's first test, inlined for the common text (no loop): the middle probe recurs
+    # within REPEAT_MAX_PERIOD characters, or there is nothing to look at
+    if body.find(body[start:start + REPEAT_PROBE], start + 1, start + REPEAT_MAX_PERIOD + REPEAT_PROBE) < 0:
+        return ""
+    return _loop_at(body, start)
 
 
 def _loop_at(body: str, start: int) -> str:
     probe = body[start:start + REPEAT_PROBE]
-    following = body.find(probe, start + 1)
-    if len(probe) < REPEAT_PROBE or following < 0 or following - start > REPEAT_MAX_PERIOD:
+    # an occurrence further than REPEAT_MAX_PERIOD away is no loop: looked for no further
+    following = body.find(probe, start + 1, start + REPEAT_MAX_PERIOD + REPEAT_PROBE)
+    if len(probe) < REPEAT_PROBE or following < 0:
         return ""
     period = following - start
     unit = body[start:following]
