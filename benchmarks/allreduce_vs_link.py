@@ -24,7 +24,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 
 from preflight.bench.run import BenchOptions, layout, run_bench
 from preflight.bench.transport import LocalLaunch
