@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from preflight import __version__
+from preflight import __version__, arg_types
 from preflight.errors import InputError
 
 EXIT_USAGE = 2
@@ -23,33 +23,6 @@ def _csv(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, got {value}")
-    return value
-
-
 def _add_judging_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.add_argument(
@@ -57,7 +30,7 @@ def _add_judging_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip", action="append", metavar="IDS", help="skip these check ids or globs")
     parser.add_argument("--strict", action="store_true", default=None, help="warnings fail (exit 1)")
-    parser.add_argument("--expect-gpus", type=_positive_int, metavar="N", help="the node must show N GPUs")
+    parser.add_argument("--expect-gpus", type=arg_types.non_negative_int, metavar="N", help="the node must show N GPUs")
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="settings file (default: nearest .preflight.toml or pyproject.toml)"
     )
@@ -86,21 +59,21 @@ def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     )
     cluster.add_argument("--slurm", action="store_true", help="take the nodes from SLURM_JOB_NODELIST")
     cluster.add_argument("-l", "--user", help="SSH user for every host (a user@ in the hosts file wins)")
-    cluster.add_argument("-p", "--port", type=_port, help="SSH port for every host (a :port in the hosts file wins)")
+    cluster.add_argument("-p", "--port", type=arg_types.port, help="SSH port for every host (a :port in the hosts file wins)")
     cluster.add_argument("-i", "--identity", action="append", default=[], metavar="KEY", help="private key file")
     cluster.add_argument("--ssh-config", type=Path, metavar="PATH", help="SSH client config (default ~/.ssh/config)")
     cluster.add_argument(
         "--accept-new-host-keys", action="store_true", help="record unknown host keys (changed keys are always refused)"
     )
-    cluster.add_argument("--parallel", type=_positive_int, default=64, metavar="N", help="hosts at once (default 64)")
-    cluster.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="S", help="per host (default 10)")
-    cluster.add_argument("--command-timeout", type=_seconds, default=60.0, metavar="S", help="probe run (default 60)")
+    cluster.add_argument("--parallel", type=arg_types.non_negative_int, default=64, metavar="N", help="hosts at once (default 64)")
+    cluster.add_argument("--connect-timeout", type=arg_types.seconds, default=10.0, metavar="S", help="per host (default 10)")
+    cluster.add_argument("--command-timeout", type=arg_types.seconds, default=60.0, metavar="S", help="probe run (default 60)")
     cluster.add_argument("--python", default="python3", help="the nodes' training Python (default python3)")
     cluster.add_argument("--env", metavar="CMD", help='shell run first on each node, e.g. ". /opt/venv/bin/activate"')
     cluster.add_argument("--conda", metavar="ENV", help="conda environment to activate on each node")
     cluster.add_argument("--save-facts", type=Path, metavar="DIR", help="write one facts file per node into DIR")
     cluster.add_argument("--master-addr", metavar="ADDR", help="rendezvous address (default: MASTER_ADDR, else the first host)")
-    cluster.add_argument("--master-port", type=_port, metavar="PORT", help="rendezvous port (default: MASTER_PORT or 29500)")
+    cluster.add_argument("--master-port", type=arg_types.port, metavar="PORT", help="rendezvous port (default: MASTER_PORT or 29500)")
     cluster.add_argument("--rdzv", action="store_true", help="torchrun c10d rendezvous: default port 29400")
     cluster.add_argument("--launcher-config", type=Path, metavar="PATH",
                          help="Accelerate config naming main_process_ip / main_process_port")
@@ -108,7 +81,7 @@ def _add_cluster(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     cluster.add_argument("--no-network-tests", action="store_true", help="skip the cross-node path tests")
     cluster.add_argument("--bench", action="store_true",
                          help="then run the all-reduce and memory benchmarks on every node (one rank per GPU)")
-    cluster.add_argument("--cpu-ranks", type=_positive_int, metavar="N", help="--bench: N gloo ranks per node on the CPU")
+    cluster.add_argument("--cpu-ranks", type=arg_types.non_negative_int, metavar="N", help="--bench: N gloo ranks per node on the CPU")
     from preflight.bench.command import add_bench_options
     from preflight.plan.command import add_cluster_arguments as add_plan_options
 
@@ -128,7 +101,7 @@ def _add_compat(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
         "compat", help="what-if: judge a GPU / driver / torch / Python / package combination, no machine needed"
     )
     compat.add_argument("--gpu", help='GPU name ("H100", "RTX 5090") or compute capability (8.6, sm_90)')
-    compat.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="GPUs per node (default 1)")
+    compat.add_argument("--gpus", type=arg_types.non_negative_int, default=1, metavar="N", help="GPUs per node (default 1)")
     compat.add_argument("--driver", help="NVIDIA driver version, e.g. 535.104.05")
     compat.add_argument("--torch", help="torch version, e.g. 2.3.1+cu121 (no label: the PyPI default wheel)")
     compat.add_argument("--python", help="Python version, e.g. 3.11 (default 3.11)")
@@ -158,7 +131,7 @@ def _add_logs(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     logs.add_argument("path", type=Path, help="trainer_state.json, trainer_log.jsonl, CSV/JSONL, TensorBoard, or a run folder")
     logs.add_argument("--config", type=Path, metavar="PATH", help="the training config (JSON or YAML) to compare with")
     logs.add_argument("--follow", action="store_true", help="re-read as the file grows (Ctrl-C to stop)")
-    logs.add_argument("--interval", type=_seconds, default=5.0, metavar="S", help="--follow poll interval (default 5)")
+    logs.add_argument("--interval", type=arg_types.seconds, default=5.0, metavar="S", help="--follow poll interval (default 5)")
     logs.add_argument("--plot", type=Path, metavar="PNG", help="also write the chart as a PNG (needs matplotlib)")
     logs.add_argument("--json", action="store_true", help="print one JSON document (one per line with --follow)")
     logs.add_argument("--strict", action="store_true", default=None, help="warnings fail (exit 1)")

@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from preflight import arg_types
 from preflight.errors import InputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.I)
@@ -44,16 +45,6 @@ def _timeout(text: str) -> tuple[str, float]:
     return stage, value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
-
-
 def add_bench_options(parser: argparse.ArgumentParser) -> None:
     """The benchmark's own options (shared by `preflight bench` and `preflight cluster --bench`)."""
     parser.add_argument("--backend", dest="bench_backend", choices=("auto", "nccl", "gloo"), default="auto",
@@ -76,7 +67,7 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from preflight.cli import _add_judging_options
 
-    parser.add_argument("--cpu-ranks", type=_count, metavar="N", help="N gloo processes on the CPU instead of the GPUs")
+    parser.add_argument("--cpu-ranks", type=arg_types.count, metavar="N", help="N gloo processes on the CPU instead of the GPUs")
     parser.add_argument("--python", default=sys.executable,
                         help="the Python (with torch) that runs the ranks (default: this one)")
     parser.add_argument("--master-port", type=int, metavar="PORT", help="rendezvous port (default: a free one)")

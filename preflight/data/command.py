@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from preflight import arg_types
+
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "text")
 DEFAULT_NEAR_DUP = 0.8
 
@@ -24,23 +26,13 @@ def _threshold(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("train", type=Path, metavar="TRAIN",
                         help="train split: JSONL, JSON array, CSV/TSV, Parquet, or a LLaMA-Factory dataset_info.json")
     parser.add_argument("--eval", type=Path, metavar="EVAL", help="eval split: checked too, and for leakage from train")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="record format (default: detected)")
     parser.add_argument("--dataset", metavar="NAME", help="the dataset_info.json entry to check (TRAIN is that file)")
-    parser.add_argument("--max-tokens", type=_count, metavar="N",
+    parser.add_argument("--max-tokens", type=arg_types.count, metavar="N",
                         help="flag samples over N tokens and say which side is cut (cutoff_len / max_length)")
     parser.add_argument("--tokenizer", type=Path, metavar="PATH",
                         help="local tokenizer.json or model folder for exact counts (else an estimate)")
@@ -50,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-near-dup", action="store_true", help="skip near-duplicate and near-leakage detection")
     parser.add_argument("--fix", type=Path, metavar="OUT",
                         help="write a cleaned copy of TRAIN to OUT (broken records and repeats dropped)")
-    parser.add_argument("--show", type=_count, default=5, metavar="N", help="locations listed per finding (default 5)")
+    parser.add_argument("--show", type=arg_types.count, default=5, metavar="N", help="locations listed per finding (default 5)")
     parser.add_argument("--only", action="append", metavar="IDS", help="run only these rule ids or globs")
     parser.add_argument("--skip", action="append", metavar="IDS", help="skip these rule ids or globs")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from preflight import arg_types
 from preflight.errors import InputError
 from preflight.plan.units import parse_bandwidth, parse_size
 
@@ -18,16 +19,6 @@ if TYPE_CHECKING:
 
 GIB = 2**30
 DEFAULT_TFLOPS = 300.0
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
-
 
 def _count(text: str) -> float:
     try:
@@ -45,21 +36,21 @@ def _add_training_arguments(parser: argparse.ArgumentParser, *, seq_default: int
                         help=f"fp32; bf16/fp16 mixed precision with fp32 master weights; pure bf16 {from_help}")
     parser.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw-8bit", "adafactor", "sgd"),
                         help=from_help)
-    parser.add_argument("--seq-len", type=_positive, default=seq_default, metavar="N",
+    parser.add_argument("--seq-len", type=arg_types.count, default=seq_default, metavar="N",
                         help="tokens per sample (default 2048)")
-    parser.add_argument("--global-batch", type=_positive, metavar="SAMPLES",
+    parser.add_argument("--global-batch", type=arg_types.count, metavar="SAMPLES",
                         help="samples per optimizer step (default: about 1M tokens, a multiple of the GPUs)")
-    parser.add_argument("--global-batch-tokens", type=_positive, metavar="TOKENS",
+    parser.add_argument("--global-batch-tokens", type=arg_types.count, metavar="TOKENS",
                         help="tokens per optimizer step, instead of --global-batch")
-    parser.add_argument("--lora-rank", type=_positive, default=8, metavar="R", help=from_help)
+    parser.add_argument("--lora-rank", type=arg_types.count, default=8, metavar="R", help=from_help)
     parser.add_argument("--lora-targets", default="all", choices=("all", "attention"),
                         help=f"all linear layers of the blocks, or the attention projections {from_help}")
-    parser.add_argument("--trainable-layers", type=_positive, default=2, metavar="N",
+    parser.add_argument("--trainable-layers", type=arg_types.count, default=2, metavar="N",
                         help=f"--method freeze: the last N layers train {from_help}")
     parser.add_argument("--attention", default="flash", choices=("flash", "eager"), help=from_help)
     parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS, metavar="T",
                         help=f"achieved bf16 TFLOP/s per GPU, for the step-time model {from_help}")
-    parser.add_argument("--top", type=_positive, default=3, metavar="N", help=f"recommendations shown {from_help}")
+    parser.add_argument("--top", type=arg_types.count, default=3, metavar="N", help=f"recommendations shown {from_help}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,15 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", help="catalog name (llama-3.1-8b, qwen2.5-72b, mixtral-8x7b, deepseek-v3, ...), "
                        "a local config.json or a model folder (nothing is downloaded)")
     model.add_argument("--params", type=_count, metavar="N", help="parameter count instead of --model, e.g. 7e9")
-    model.add_argument("--hidden", type=_positive, metavar="H", help="with --params: hidden size")
-    model.add_argument("--layers", type=_positive, metavar="L", help="with --params: layers")
-    model.add_argument("--heads", type=_positive, metavar="A", help="with --params: attention heads")
-    model.add_argument("--vocab", type=_positive, metavar="V", help="with --params: vocabulary size")
+    model.add_argument("--hidden", type=arg_types.count, metavar="H", help="with --params: hidden size")
+    model.add_argument("--layers", type=arg_types.count, metavar="L", help="with --params: layers")
+    model.add_argument("--heads", type=arg_types.count, metavar="A", help="with --params: attention heads")
+    model.add_argument("--vocab", type=arg_types.count, metavar="V", help="with --params: vocabulary size")
     model.add_argument("--list-models", action="store_true", help="list the catalog and exit")
     _add_training_arguments(parser, seq_default=2048)
     cluster = parser.add_argument_group("cluster")
-    cluster.add_argument("--nodes", type=_positive, default=1, help="(default 1)")
-    cluster.add_argument("--gpus-per-node", type=_positive, default=8, metavar="G", help="(default 8)")
+    cluster.add_argument("--nodes", type=arg_types.count, default=1, help="(default 1)")
+    cluster.add_argument("--gpus-per-node", type=arg_types.count, default=8, metavar="G", help="(default 8)")
     cluster.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU with its unit: 80GiB or 80GB")
     cluster.add_argument("--gpu", metavar="NAME", help="GPU model from the catalog (H100, A100 80GB, ...) for its memory")
     cluster.add_argument("--host-mem", metavar="SIZE", help="CPU RAM per node (checks offload), e.g. 1TiB")
@@ -84,11 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layout = parser.add_argument_group("layout (fixes that axis of the search)")
     layout.add_argument("--zero", type=int, choices=(0, 1, 2, 3), help="DeepSpeed ZeRO stage")
     layout.add_argument("--fsdp", choices=("full", "hybrid"), help="FSDP full or hybrid shard")
-    layout.add_argument("--tp", type=_positive, help="tensor-parallel degree")
-    layout.add_argument("--pp", type=_positive, help="pipeline-parallel degree")
-    layout.add_argument("--cp", type=_positive, help="context-parallel degree")
+    layout.add_argument("--tp", type=arg_types.count, help="tensor-parallel degree")
+    layout.add_argument("--pp", type=arg_types.count, help="pipeline-parallel degree")
+    layout.add_argument("--cp", type=arg_types.count, help="context-parallel degree")
     layout.add_argument("--sp", action="store_true", default=None, help="sequence parallelism (with --tp)")
-    layout.add_argument("--micro-batch", type=_positive, metavar="B", help="samples per GPU per micro-step")
+    layout.add_argument("--micro-batch", type=arg_types.count, metavar="B", help="samples per GPU per micro-step")
     layout.add_argument("--recompute", choices=("none", "selective", "full"), help="activation recomputation")
     layout.add_argument("--offload", choices=("none", "optimizer", "all"), help="CPU offload")
     parser.add_argument("--json", action="store_true", help="print one JSON document (bytes)")
@@ -101,9 +92,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--method", default="full", choices=("full", "freeze", "lora", "qlora", "qlora-8bit"))
     group.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16", "pure-bf16"))
     group.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw-8bit", "adafactor", "sgd"))
-    group.add_argument("--seq-len", type=_positive, default=2048, metavar="N")
-    group.add_argument("--global-batch", type=_positive, metavar="SAMPLES")
-    group.add_argument("--lora-rank", type=_positive, default=8, metavar="R")
+    group.add_argument("--seq-len", type=arg_types.count, default=2048, metavar="N")
+    group.add_argument("--global-batch", type=arg_types.count, metavar="SAMPLES")
+    group.add_argument("--lora-rank", type=arg_types.count, default=8, metavar="R")
 
 
 # -- the plan ---------------------------------------------------------------------------------------
