@@ -165,13 +165,7 @@ class Bench:
         torch, dist = self.torch, self.dist
         dist.barrier(group=group)
         if self.gpu:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                op()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000.0 / iters
+            return _event_seconds(torch, op, iters)
         t0 = time.perf_counter()
         for _ in range(iters):
             op()
@@ -328,22 +322,23 @@ def gpu_memory(torch, index, cfg):
     return out
 
 
+def _event_seconds(torch, op, iters):
+    """Seconds per op of ``iters`` back-to-back ops, timed on the GPU with CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        op()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000.0 / iters
+
+
 def _cuda_seconds(torch, op, iters, trials=3):
     """Seconds per op: the best of ``trials`` timed runs of ``iters`` ops, after warm-up."""
     for _ in range(3):
         op()
     torch.cuda.synchronize()
-    best = None
-    for _ in range(trials):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            op()
-        end.record()
-        end.synchronize()
-        seconds = start.elapsed_time(end) / 1000.0 / iters
-        best = seconds if best is None else min(best, seconds)
-    return best
+    return min(_event_seconds(torch, op, iters) for _ in range(trials))
 
 
 def host_memory(torch, cfg):
