@@ -8,6 +8,7 @@ ranks and exit. ``kill`` is the hard stop: the launcher's whole process group, b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -99,19 +100,15 @@ class LocalLaunch:
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def close(self, wait_s: float) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # the launcher already exited
             if self.proc.stdin:
                 self.proc.stdin.close()
-        except OSError:
-            pass
         try:
             self.proc.wait(wait_s)
         except subprocess.TimeoutExpired:
@@ -174,7 +171,7 @@ class SshLaunch:
         pid = self._pid()
         if pid is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # best effort: closing the launcher's channel also stops it
             transport = self.connection.client.get_transport()
             if transport is None or not transport.is_active():
                 return
@@ -183,20 +180,17 @@ class SshLaunch:
             chan.exec_command(f"/bin/sh -c {shlex.quote(kill_command(pid))}")
             chan.status_event.wait(10)
             chan.close()
-        except Exception:  # noqa: BLE001 - best effort: the channel close below also stops it
-            pass
 
     def close(self, wait_s: float) -> None:
         chan = self.chan
         if chan is None:
             return
         try:
-            chan.shutdown_write()  # the launcher kills its ranks when stdin closes
-            if not chan.status_event.wait(wait_s):
-                self.kill()
-                chan.status_event.wait(5)
-        except Exception:  # noqa: BLE001 - a dead connection: nothing left to close
-            pass
+            with contextlib.suppress(Exception):  # a dead connection: nothing left to close
+                chan.shutdown_write()  # the launcher kills its ranks when stdin closes
+                if not chan.status_event.wait(wait_s):
+                    self.kill()
+                    chan.status_event.wait(5)
         finally:
             chan.close()
 

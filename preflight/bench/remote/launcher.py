@@ -13,6 +13,7 @@ event with the tail of its stderr. When its stdin closes (the controller is done
 was interrupted) it kills the ranks and exits: nothing is left running on the node.
 """
 
+import contextlib
 import json
 import os
 import select
@@ -31,10 +32,8 @@ def is_nccl(line):
 
 def main():
     payload = json.loads(sys.stdin.readline())
-    try:
+    with contextlib.suppress(OSError):  # already a group leader (a local run starts us in a new session)
         os.setpgrp()
-    except OSError:
-        pass  # already a group leader (a local run starts us in a new session)
     sys.stderr.write("preflight-bench: pid %d\n" % os.getpid())
     sys.stderr.flush()
     lock = threading.Lock()
@@ -95,10 +94,8 @@ def main():
     def kill_all():
         for proc in children.values():
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(OSError):  # it exited meanwhile
                     proc.send_signal(signal.SIGKILL)
-                except OSError:
-                    pass
 
     stdin = sys.stdin.fileno()
     reported = set()

@@ -19,6 +19,7 @@ all-reduce. Correctness: a separate all-reduce of ``rank + 1`` everywhere must g
 ``n(n+1)/2`` in every element.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -154,10 +155,8 @@ class Bench:
         info = {"torch": torch.__version__, "host": os.uname()[1], "first_sum": float(one.item())}
         if self.gpu:
             info["device"] = torch.cuda.get_device_name(self.local_rank)
-            try:
+            with contextlib.suppress(Exception):  # a build without NCCL's version API
                 info["nccl"] = ".".join(str(v) for v in torch.cuda.nccl.version())
-            except Exception:  # noqa: BLE001 - a build without NCCL's version API
-                pass
         emit("info", **info)
 
     def _timed(self, op, iters, group=None):
@@ -247,10 +246,8 @@ class Bench:
             if self.rank == 0:
                 emit("pair", nodes=[a, b], bytes=count_bytes(size), seconds=seconds, ranks=ranks)
         for group in groups:
-            try:
+            with contextlib.suppress(Exception):  # older torch cannot destroy a subgroup
                 dist.destroy_process_group(group)
-            except Exception:  # noqa: BLE001 - older torch cannot destroy a subgroup
-                pass
         return out
 
     def memory(self):
