@@ -619,6 +619,17 @@ def lab(netlab: Lab) -> Iterator[Lab]:
     netlab.reset()
 
 
+@pytest.fixture
+def lab_job(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A job on the three lab hosts, as a user has it: (hosts.txt naming host1..host3, the SSH
+    client config reaching them), in a scratch working folder with its own HOME."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("host1\nhost2\nhost3\n")
+    return hosts, lab.ssh_config(tmp_path / "ssh_config")
+
+
 # --------------------------------------------------------------------------- loopback lab
 
 

@@ -13,12 +13,8 @@ import pytest
 
 
 @pytest.fixture
-def paths(lab, tmp_path, monkeypatch, run_cli):  # noqa: ANN001, ANN201
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    config = lab.ssh_config(tmp_path / "ssh_config")
-    hosts = tmp_path / "hosts.txt"
-    hosts.write_text("host1\nhost2\nhost3\n")
+def paths(lab_job, run_cli):  # noqa: ANN001, ANN201
+    hosts, config = lab_job
 
     def run(*extra: str):  # noqa: ANN202
         start = time.monotonic()
