@@ -304,8 +304,7 @@ def run(argv: list[str] | None = None) -> int:
         return _judge(args, lambda: _collect_local(args))
     if args.command == "replay":
         if args.facts.is_dir():
-            from preflight.bench.command import load_bench
-            from preflight.cluster.command import load_directory, load_network, render
+            from preflight.cluster.command import load_bench, load_directory, load_network, render
             from preflight.report.console import make_console
 
             entries = load_directory(args.facts)

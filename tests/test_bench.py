@@ -246,7 +246,7 @@ def test_bad_options_are_one_line_errors(capsys, args, message):
 
 
 def test_results_round_trip_through_json(tmp_path):
-    from preflight.bench.command import load_bench
+    from preflight.cluster.command import load_bench
 
     bench = load_bench(H200)
     folder = tmp_path / "again"

@@ -15,7 +15,6 @@ from preflight import arg_types
 from preflight.errors import InputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.I)
-BENCH_FILE = "bench.json"
 
 
 def parse_size(text: str) -> int:
@@ -209,33 +208,6 @@ def measure(launches: dict, facts_by_node: dict, options, master_addr: str, mast
     return results
 
 
-def save_bench(bench: object, folder: Path) -> None:
-    import dataclasses
-    import json
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / BENCH_FILE).write_text(json.dumps(dataclasses.asdict(bench), indent=2) + "\n")
-    except OSError as exc:
-        raise InputError(f"cannot write {BENCH_FILE}: {exc.strerror or exc}", source=str(folder)) from None
-
-
-def load_bench(folder: Path) -> object:
-    """``bench.json`` saved beside facts files, if any."""
-    path = folder / BENCH_FILE
-    if not path.is_file():
-        return None
-    import json
-
-    from preflight.bench.results import BenchResults
-    from preflight.typed_json import DecodeError, decode
-
-    try:
-        return decode(BenchResults, json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, DecodeError) as exc:
-        raise InputError(f"invalid benchmark results: {exc}", source=str(path)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     """`preflight bench`: this machine as a one-node cluster."""
     from preflight.bench.transport import LocalLaunch
@@ -261,6 +233,5 @@ def run(args: argparse.Namespace) -> int:
                       check_torch=args.python == sys.executable)
     entries = [NodeEntry(facts.node, facts)]
     if args.save_facts is not None:
-        _save(entries, args.save_facts)
-        save_bench(results, args.save_facts)
+        _save(entries, args.save_facts, bench=results)
     return render("bench", entries, sel, as_json=args.json, console=make_console(), bench=results)

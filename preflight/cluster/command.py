@@ -41,9 +41,11 @@ def _safe_name(name: str) -> str:
 
 
 NETWORK_FILE = "network_tests.json"
+BENCH_FILE = "bench.json"
 
 
 def _save(entries: list[NodeEntry], folder: Path, network: object = None, bench: object = None) -> None:
+    """One facts file per node, and the network tests and benchmark results beside them."""
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a directory; --save-facts takes a folder here", source=str(folder))
     try:
@@ -51,17 +53,14 @@ def _save(entries: list[NodeEntry], folder: Path, network: object = None, bench:
         for entry in entries:
             if entry.facts is not None:
                 save_facts(entry.facts, folder / f"{_safe_name(entry.name)}.json")
-        if network is not None:
-            import dataclasses
-            import json
+        for name, result in ((NETWORK_FILE, network), (BENCH_FILE, bench)):
+            if result is not None:
+                import dataclasses
+                import json
 
-            (folder / NETWORK_FILE).write_text(json.dumps(dataclasses.asdict(network), indent=2) + "\n")
+                (folder / name).write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     except OSError as exc:
         raise InputError(f"cannot write facts: {exc.strerror or exc}", source=str(folder)) from None
-    if bench is not None:
-        from preflight.bench.command import save_bench
-
-        save_bench(bench, folder)
 
 
 def _hosts(request: ClusterRequest):  # noqa: ANN202 - list[Host]
@@ -188,8 +187,6 @@ class _quiet:
 
 def load_directory(folder: Path) -> list[NodeEntry]:
     """Facts files saved by ``cluster --save-facts DIR``, as a cluster, in name order."""
-    from preflight.bench.command import BENCH_FILE
-
     files = sorted(p for p in folder.glob("*.json") if p.is_file() and p.name not in (NETWORK_FILE, BENCH_FILE))
     if not files:
         raise InputError("no facts files (*.json) in this folder", source=str(folder))
@@ -204,22 +201,33 @@ def load_directory(folder: Path) -> list[NodeEntry]:
     return entries
 
 
-def load_network(folder: Path) -> object:
-    """The network path tests saved beside the facts, if any."""
-    path = folder / NETWORK_FILE
+def _load_result(folder: Path, name: str, cls: type, what: str) -> object:
+    """A result saved beside the facts (``name`` in ``folder``) as ``cls``, or None if absent."""
+    path = folder / name
     if not path.is_file():
         return None
     import json
 
-    from preflight.net.results import NetworkTests, PathResult
     from preflight.typed_json import DecodeError, decode
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["paths"] = [decode(PathResult, p) for p in data.get("paths", [])]
-        return NetworkTests(**data)
+        return decode(cls, json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError, DecodeError) as exc:
-        raise InputError(f"invalid network test results: {exc}", source=str(path)) from None
+        raise InputError(f"invalid {what}: {exc}", source=str(path)) from None
+
+
+def load_network(folder: Path) -> object:
+    """The network path tests saved beside the facts, if any."""
+    from preflight.net.results import NetworkTests
+
+    return _load_result(folder, NETWORK_FILE, NetworkTests, "network test results")
+
+
+def load_bench(folder: Path) -> object:
+    """The benchmark results saved beside the facts, if any."""
+    from preflight.bench.results import BenchResults
+
+    return _load_result(folder, BENCH_FILE, BenchResults, "benchmark results")
 
 
 def render(
