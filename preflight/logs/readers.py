@@ -4,11 +4,11 @@ Formats: Hugging Face ``trainer_state.json`` (its ``log_history``), LLaMA-Factor
 ``trainer_log.jsonl``, plain JSONL or CSV with a step column (W&B history exports included), and
 TensorBoard event files when the ``tensorboard`` package is installed.
 
-Speed: a log of a million points is read in about the time ``json.load`` takes for the file. The
-points are never turned into per-point Python objects of our own: the columns are pulled out of
-the parsed rows with C-level iterators (``compress``/``map``/``itemgetter``), and a JSONL file
-is parsed by one ``json.loads`` of its lines joined into an array, falling back to a line-by-line
-parse only to name the line that is broken.
+Speed: the points are never turned into per-point Python objects of our own: the columns are
+pulled out of the parsed rows with C-level iterators (``compress``/``map``/``itemgetter``), and a
+JSONL file is parsed by one ``json.loads`` of its lines joined into an array, falling back to a
+line-by-line parse only to name the line that is broken. A large ``trainer_state.json`` is read
+by several processes where possible (:mod:`preflight.logs.parallel_state`), with the same result.
 """
 
 from __future__ import annotations
@@ -153,11 +153,19 @@ def _parses(text: str) -> bool:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"not a text file (byte {e.start} is not UTF-8)", source=str(path)) from e
+        data = path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", source=str(path)) from e
+    return _decode(data, str(path))
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text with universal newlines, as ``Path.read_text`` gives it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not a text file (byte {e.start} is not UTF-8)", source=source) from e
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +255,7 @@ def _pick(names: dict[str, str], wanted: Iterable[str]) -> str | None:
 def _column_plan(keys: Iterable[str], step_key: str) -> tuple[dict[str, tuple[str, str | None]], list[str]]:
     """canonical name -> (column, unit) for the columns present; and the unrecognised metrics."""
     names: dict[str, str] = {}
-    for k in keys:
+    for k in sorted(keys, key=str):  # where two keys name one metric ("Loss", "loss"): always the same
         if isinstance(k, str) and not k.lower().endswith(("__min", "__max")):
             names.setdefault(_norm(k), k)
     plan: dict[str, tuple[str, str | None]] = {}
@@ -437,7 +445,7 @@ def _loads(text: str) -> object:
 _UNPARSED = object()
 
 
-def _loads_file_fast(path: Path) -> object:
+def _loads_fast(data: bytes) -> object:
     """The file parsed by orjson straight from its bytes (no decoding into a str first: a tenth
     of a second on a million-point log), or ``_UNPARSED`` when orjson is not installed or
     rejects the bytes: invalid UTF-8, a BOM, NaN/Infinity, an error to word. The standard
@@ -447,10 +455,6 @@ def _loads_file_fast(path: Path) -> object:
     except ImportError:
         return _UNPARSED
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}", source=str(path)) from e
-    try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return _UNPARSED
@@ -458,11 +462,24 @@ def _loads_file_fast(path: Path) -> object:
 
 def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
     source = str(path)
-    state = _UNPARSED if text is not None else _loads_file_fast(path)
+    state = _UNPARSED
+    if text is None:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
+        # a large file is parsed by several processes where that is possible; the same RunLog,
+        # or None to leave the file to this reader
+        from preflight.logs.parallel_state import read_parallel
+
+        log = read_parallel(source, data)
+        if log is not None:
+            return log
+        state = _loads_fast(data)
+        if state is _UNPARSED:
+            text = _decode(data, source)
     try:
         if state is _UNPARSED:
-            if text is None:
-                text = _read_text(path)
             state = _loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and e.lineno > 1 and _parses(text.split("\n", 1)[0]):
