@@ -4,8 +4,10 @@ quality (positives and the look-alikes that must pass), token estimates, MinHash
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
+import zlib
 
 import pytest
 
@@ -237,12 +239,69 @@ def test_signature_agreement_estimates_jaccard():
     words = [f"w{i}" for i in range(400)]
     base = " ".join(rng.choice(words) for _ in range(300))
     edited = base.replace(base[100:130], "something else entirely")
-    a, b = dedup.shingles(base), dedup.shingles(edited)
-    exact = dedup.jaccard(a, b)
-    sa, sb = dedup.signature(a), dedup.signature(b)
+    exact = dedup.jaccard(dedup.shingles(base), dedup.shingles(edited))
+    sa, sb = dedup.signature(dedup.shingle_hashes(base)), dedup.signature(dedup.shingle_hashes(edited))
     estimate = sum(x == y for x, y in zip(sa, sb)) / dedup.BINS
     assert abs(estimate - exact) < 0.12
     assert dedup.signature({1}) == dedup.signature({1})  # a one-shingle text fills every bin
+
+
+def _estimate_errors(pairs: list[tuple[str, str]]) -> list[float]:
+    out = []
+    for a, b in pairs:
+        sa, sb = dedup.signature(dedup.shingle_hashes(a)), dedup.signature(dedup.shingle_hashes(b))
+        out.append(sum(x == y for x, y in zip(sa, sb)) / dedup.BINS - dedup.jaccard(dedup.shingles(a), dedup.shingles(b)))
+    return out
+
+
+def test_crc_minhash_estimates_jaccard_without_bias():
+    """CRC-32 is linear, so its minimums are checked as estimators: on word text, Chinese and
+    numbered items (the structure a linear hash could trip on), mean error near 0 and spread near
+    the sqrt(J(1-J)/256) ~ 0.025 of truly random hashing."""
+    import statistics
+
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghiklmnoprstu") for _ in range(rng.randint(2, 7))) for _ in range(3000)]
+    zh = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定"
+    corpora: dict[str, list[tuple[str, str]]] = {"words": [], "chinese": [], "numbered": []}
+    for _ in range(150):
+        text = [rng.choice(words) for _ in range(rng.randint(20, 150))]
+        edited = text[:]
+        for _ in range(int(len(text) * rng.choice((0.02, 0.05, 0.1, 0.2)))):
+            edited[rng.randrange(len(edited))] = rng.choice(words)
+        corpora["words"].append((" ".join(text), " ".join(edited)))
+        chars = [rng.choice(zh) for _ in range(rng.randint(30, 200))]
+        changed = chars[:]
+        for _ in range(len(chars) // 20):
+            changed[rng.randrange(len(changed))] = rng.choice(zh)
+        corpora["chinese"].append(("".join(chars), "".join(changed)))
+        base = rng.randint(0, 10**6)
+        items = [f"item {base + i:07d} price {rng.randint(1, 99)}.{rng.randint(0, 99):02d}" for i in range(rng.randint(5, 30))]
+        moved = items[:]
+        moved[rng.randrange(len(moved))] = f"item {rng.randint(0, 9999999):07d} price 1.00"
+        corpora["numbered"].append((" ".join(items), " ".join(moved)))
+    for name, pairs in corpora.items():
+        errors = _estimate_errors(pairs)
+        assert abs(statistics.mean(errors)) < 0.01, name
+        assert statistics.pstdev(errors) < 0.035, name
+
+
+def test_band_keys_are_the_same_in_every_process(tmp_path):
+    """The candidates must not change between runs: no per-process hash seed in the signature."""
+    import subprocess
+
+    script = ("import sys; sys.modules['numpy'] = None\n"
+              "from preflight.data import dedup\n"
+              "texts = [dedup.normalise(t) for t in ('The quick brown fox jumps over the lazy dog', '北京是中国的首都', 'ab')]\n"
+              "index = dedup.LshIndex(*dedup.bands_rows(0.8))\n"
+              "index.add_batch([0, 1, 2], texts)\n"
+              "print([list(column) for column in index.keys])\n")
+    outputs = set()
+    for seed in ("1", "2", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+        outputs.add(run.stdout)
+    assert len(outputs) == 1
 
 
 def _near_corpus() -> list[str]:
@@ -350,7 +409,7 @@ def _signature_reference(hashes) -> list[int]:
     """signature() as first written: a bin at a time, every try in Python."""
     firsts: dict[int, int] = {}
     for h in sorted(hashes, reverse=True):
-        firsts[h >> (64 - dedup.BIN_BITS)] = h
+        firsts[h >> (32 - dedup.BIN_BITS)] = h
     values = [firsts.get(b) for b in dedup._BIN_IDS]
     filled = values[:]
     for i, v in enumerate(values):
@@ -378,9 +437,10 @@ def test_pure_python_signature_matches_the_reference(monkeypatch):
     index = dedup.LshIndex(bands, rows)
     index.add_batch(list(range(len(texts))), texts)
     for k, text in enumerate(texts):
-        sig = _signature_reference(dedup.shingles(text))
-        assert dedup.signature(dedup.shingles(text)) == sig
-        assert set(dedup._shingle_list(text)) == dedup.shingles(text)
+        hashes = {zlib.crc32(w) for w in dedup.shingles(text)}
+        sig = _signature_reference(hashes)
+        assert dedup.signature(hashes) == sig
+        assert set(dedup.shingle_hashes(text)) == hashes
         assert [column[k] for column in index.keys] == [
             hash(tuple(sig[band::bands][:rows])) & 0xFFFFFFFF for band in range(bands)]
 

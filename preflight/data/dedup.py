@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -32,14 +33,17 @@ from functools import lru_cache
 from itertools import compress, repeat
 from operator import is_, itemgetter
 
+from preflight.data import sign_pool
+from preflight.data.sign_pool import SignPool
+
 BINS = 256
 BIN_BITS = 8  # 2**8 == BINS
 SHINGLE = 5
 SHINGLE_CJK = 3
 CJK_SHARE = 0.3  # a text with this share of CJK characters is shingled by 3
 RECALL_AT_THRESHOLD = 0.99
-_SHIFT = 64 - BIN_BITS  # the top bits of a signed 64-bit hash pick its bin
-_BIN_IDS = tuple(range(-BINS // 2, BINS // 2))  # signed hashes >> _SHIFT give -128..127, in order
+_SHIFT = 32 - BIN_BITS  # the top bits of a 32-bit hash pick its bin
+_BIN_IDS = tuple(range(BINS))  # hashes >> _SHIFT give 0..255, in order
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 PROBES = 32  # densification tries per empty bin
 _PROBE_ORDER = tuple(tuple(rng.randrange(BINS) for _ in range(BINS))
@@ -86,25 +90,37 @@ def shingle_size(text: str) -> int:
     return SHINGLE
 
 
-def shingles(text: str) -> set[int]:
-    """Hashes of the character n-grams of a normalised text."""
+def _windows(text: str) -> list[bytes]:
+    """The character n-grams of a normalised text as bytes (ASCII, or UTF-32 for other text, so
+    that every character is 4 bytes), repeats included; the whole text when it is that short."""
     n = shingle_size(text)
-    if len(text) <= n:
-        return {hash(text)}
-    return {hash(text[i:i + n]) for i in range(len(text) - n + 1)}
+    if text.isascii():
+        data, width = text.encode("ascii"), 1
+    else:
+        data, width = text.encode("utf-32-le"), 4
+    size = n * width
+    if len(data) <= size:
+        return [data]
+    return [data[i:i + size] for i in range(0, len(data) - size + 1, width)]
 
 
-def _shingle_list(text: str) -> list[int]:
-    """The hashes of :func:`shingles`, as a list that may repeat some (signing needs only each
-    bin's minimum, which repeats do not change; no set is built)."""
-    n = shingle_size(text)
-    if len(text) <= n:
-        return [hash(text)]
-    return list(map(hash, [text[i:i + n] for i in range(len(text) - n + 1)]))
+def shingles(text: str) -> set[bytes]:
+    """The character n-grams of a normalised text, exactly (the Jaccard similarity is theirs)."""
+    return set(_windows(text))
+
+
+def shingle_hashes(text: str) -> list[int]:
+    """32-bit hashes of the n-grams, repeats included (a bin's minimum does not change).
+
+    CRC-32: in C, and the same in every process and on every machine (Python's own ``hash`` of a
+    string changes with each process, which made the candidates differ between runs). Though a
+    CRC is linear, its minimums estimate the Jaccard similarity without bias on English, Chinese
+    and numbered-item texts alike (``tests/test_data_units.py`` measures it)."""
+    return list(map(zlib.crc32, _windows(text)))
 
 
 def signature(hashes: Iterable[int]) -> list[int]:
-    """One-permutation MinHash of a set of 64-bit hashes: the minimum of each of ``BINS`` bins."""
+    """One-permutation MinHash of a set of 32-bit hashes: the minimum of each of ``BINS`` bins."""
     ordered = sorted(hashes)
     return _signature_sorted(ordered)
 
@@ -199,32 +215,54 @@ class LshIndex:
     bands: int
     rows: int
     ids: array = field(default_factory=lambda: array("q"))  # record index of each row
-    keys: list[array] = field(default_factory=list)
+    _columns: list[array] = field(default_factory=list, repr=False)
+    _pool: SignPool | None = field(default=None, repr=False)  # pure-Python signing in workers
+    _texts: int = 0
 
     def __post_init__(self) -> None:
-        self.keys = [array("I") for _ in range(self.bands)]  # 32-bit: collisions are confirmed anyway
+        self._columns = [array("I") for _ in range(self.bands)]  # 32-bit: collisions are confirmed anyway
+
+    @property
+    def keys(self) -> list[array]:
+        """Per band, the key of every row so far (batches still being signed are waited for)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            self._extend(pool.finish())
+        return self._columns
 
     def add_batch(self, indices: list[int], texts: list[str]) -> None:
-        """Band keys of a batch of normalised texts (with numpy when installed: about 10x faster)."""
+        """Band keys of a batch of normalised texts: with numpy when installed (about 10x faster),
+        else in pure Python, in worker processes once there are enough texts to pay for them."""
         if not texts:
             return
         self.ids.extend(indices)
+        self._texts += len(texts)
         try:
             import numpy  # noqa: F401 - optional, the fast path
         except ImportError:
-            rows = []
-            bands = _band_getters(self.bands, self.rows)
-            for text in texts:
-                ordered = _shingle_list(text)
-                ordered.sort()
-                sig = _signature_sorted(ordered)
-                rows.append([hash(band(sig)) & 0xFFFFFFFF for band in bands])
-            for column, keys in zip(self.keys, zip(*rows)):
-                column.extend(keys)
+            if self._pool is None and self._texts >= sign_pool.POOL_FROM:
+                workers = sign_pool.workers_available()
+                if workers > 1:
+                    self._pool = sign_pool.SignPool(self.bands, self.rows, workers)
+            if self._pool is not None:
+                self._extend(self._pool.submit(texts))
+            else:
+                self._extend([band_keys_python(texts, self.bands, self.rows)])
             return
         keys = _band_keys_numpy(texts, self.bands, self.rows)
-        for band, column in enumerate(self.keys):
+        for band, column in enumerate(self._columns):
             column.frombytes(keys[:, band].tobytes())
+
+    def close(self) -> None:
+        """Stop the signing workers, if any, without waiting for them (an interrupted scan)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _extend(self, batches: list[list[tuple[int, ...]]]) -> None:
+        for rows in batches:
+            for column, keys in zip(self._columns, zip(*rows)):
+                column.extend(keys)
 
     def candidates(self) -> set[tuple[int, int]]:
         """Pairs ``(later, first)``: records sharing a band with the first record of its bucket."""
@@ -293,12 +331,29 @@ class LshIndex:
         return pairs
 
 
+def band_keys_python(texts: list[str], bands: int, rows: int) -> list[tuple[int, ...]]:
+    """Per normalised text, its ``bands`` 32-bit band keys, in pure Python: the hash of each
+    band's ``rows`` bins (every ``bands``-th bin), all gathered and hashed in C."""
+    gather, cuts = _band_layout(bands, rows)
+    out = []
+    for text in texts:
+        ordered = shingle_hashes(text)
+        ordered.sort()
+        bins = gather(_signature_sorted(ordered))  # band by band
+        out.append(tuple(map(_AND, map(hash, map(bins.__getitem__, cuts)), _MASKS[:bands])))
+    return out
+
+
 @lru_cache(maxsize=8)
-def _band_getters(bands: int, rows: int) -> tuple[itemgetter, ...]:
-    """Per band, the getter of its ``rows`` bins (every ``bands``-th bin) as a tuple: the same
-    tuple as ``tuple(sig[band::bands][:rows])``, gathered in C."""
-    return tuple(itemgetter(*range(band, BINS, bands)[:rows]) if rows > 1 else
-                 (lambda sig, b=band: (sig[b],)) for band in range(bands))
+def _band_layout(bands: int, rows: int) -> tuple[itemgetter, tuple[slice, ...]]:
+    """The getter of every band's bins in band order (band b: bins b, b + bands, ...; ``rows``
+    of them) and the slice of each band in what it returns."""
+    order = [i for band in range(bands) for i in range(band, BINS, bands)[:rows]]
+    return itemgetter(*order), tuple(slice(b * rows, (b + 1) * rows) for b in range(bands))
+
+
+_AND = int.__and__
+_MASKS = (0xFFFFFFFF,) * BINS  # keys are 32-bit: a collision only adds a candidate the check rejects
 
 
 def _shared_keys_numpy(np, mine: array, theirs: array, my_ids: array, their_ids: array):  # noqa: ANN001, ANN202

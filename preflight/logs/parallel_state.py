@@ -64,8 +64,8 @@ def read_parallel(source: str, data: bytes, workers: int | None = None) -> RunLo
     this file is not one to read this way; the caller then reads it in one process."""
     workers = workers_available() if workers is None else workers
     pieces = min(workers, len(data) // _PIECE_BYTES)
-    if pieces < 2 or len(data) < MIN_BYTES:
-        return None
+    if pieces < 2 or len(data) < MIN_BYTES or threading.active_count() > 1:
+        return None  # (a fork copies only this thread: a lock another holds would never be freed)
     cut = _cut(data, pieces)
     if cut is None:
         return None
