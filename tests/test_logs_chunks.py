@@ -1,34 +1,30 @@
-"""A trainer_state.json read by several forked processes gives exactly what one process gives,
-and every file it should not judge itself is left to the one-process reader (real forks)."""
+"""A trainer_state.json read a slice of entries at a time gives exactly what the whole-document
+reader gives, and every file it should not judge itself is left to that reader."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from preflight.errors import InputError
-from preflight.logs import parallel_state
+from preflight.logs import state_chunks
 from preflight.logs.readers import read_log
-
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="read in parallel on Linux only")
 
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    """Any file, however small, is cut into up to 4 slices, each parsed in its own process."""
-    monkeypatch.setattr(parallel_state, "MIN_BYTES", 0)
-    monkeypatch.setattr(parallel_state, "_PIECE_BYTES", 1)
+    """Any file, however small, is read in slices of a few entries."""
+    monkeypatch.setattr(state_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(state_chunks, "CHUNK_BYTES", 100)
 
 
 def _one_process(monkeypatch, path: Path):
+    """What the whole-document reader makes of the file."""
     with monkeypatch.context() as m:
-        m.setattr(parallel_state, "read_parallel", lambda *a, **k: None)
+        m.setattr(state_chunks, "read_in_chunks", lambda *a, **k: None)
         return _outcome(path)
 
 
@@ -41,8 +37,8 @@ def _outcome(path: Path) -> tuple:
     return ("ok", log.format, series, json.dumps(log.meta, sort_keys=True, default=repr))
 
 
-def _parallel(path: Path, workers: int = 4):
-    return parallel_state.read_parallel(str(path), path.read_bytes(), workers=workers)
+def _chunked(path: Path):
+    return state_chunks.read_in_chunks(str(path), path.read_bytes())
 
 
 def _history(rng: random.Random) -> list[dict]:
@@ -81,15 +77,17 @@ def _write(path: Path, history: list[dict], rng: random.Random) -> Path:
     return path
 
 
-def test_same_log_as_one_process_seeded(tmp_path: Path, monkeypatch, small_pieces) -> None:
-    rng = random.Random(5)
+@pytest.mark.parametrize("chunk", [1, 60, 400])
+def test_same_log_as_one_process_seeded(tmp_path: Path, monkeypatch, small_pieces, chunk: int) -> None:
+    monkeypatch.setattr(state_chunks, "CHUNK_BYTES", chunk)
+    rng = random.Random(5 + chunk)
     used = 0
     for i in range(120):
         path = _write(tmp_path / f"s{i}.json", _history(rng), rng)
         expected = _one_process(monkeypatch, path)
         assert _outcome(path) == expected, path.read_text()
-        used += _parallel(path) is not None
-    assert used > 60  # the parallel path really ran, not only its fallback
+        used += _chunked(path) is not None
+    assert used > 60  # the slices were really read, not only left to the whole-document reader
 
 
 def test_a_clean_log_is_read_in_slices(tmp_path: Path, monkeypatch, small_pieces) -> None:
@@ -99,9 +97,9 @@ def test_a_clean_log_is_read_in_slices(tmp_path: Path, monkeypatch, small_pieces
     history.append({"epoch": 20.0, "step": 199, "train_loss": 1.9, "train_runtime": 10.0})
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps({"global_step": 199, "log_history": history}, indent=2))
-    cut = parallel_state._cut(path.read_bytes(), 4)
-    assert cut is not None and len(cut[0]) == 4
-    log = _parallel(path)
+    data = path.read_bytes()
+    assert len(list(state_chunks._slices(data, *state_chunks._locate(data)))) > 50
+    log = _chunked(path)
     assert log is not None
     assert log.series["train_loss"].steps == list(range(1, 200))
     assert log.series["eval_loss"].steps == [100] and log.series["eval_loss"].values == [1.5]
@@ -117,13 +115,13 @@ def test_a_clean_log_is_read_in_slices(tmp_path: Path, monkeypatch, small_pieces
     ("a null step", '{"step": null, "loss": 1.0}'),
     ("not an object", "[3, 1.0]"),
 ])
-def test_unusual_entries_are_left_to_one_process(tmp_path: Path, monkeypatch, small_pieces,
+def test_unusual_entries_are_left_to_the_whole_reader(tmp_path: Path, monkeypatch, small_pieces,
                                                  case: str, entry: str) -> None:
     rows = ",\n".join([json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2)] + [entry]
                       + [json.dumps({"step": s, "loss": 1.0 / s}) for s in (4, 5, 6)])
     path = tmp_path / "trainer_state.json"
     path.write_text('{"global_step": 6, "log_history": [\n' + rows + "\n]}")
-    assert _parallel(path) is None, case
+    assert _chunked(path) is None, case
     assert _outcome(path) == _one_process(monkeypatch, path)
 
 
@@ -135,61 +133,124 @@ def test_unusual_entries_are_left_to_one_process(tmp_path: Path, monkeypatch, sm
 def test_a_cut_inside_a_value_is_never_trusted(tmp_path: Path, monkeypatch, small_pieces,
                                                case: str, note) -> None:
     """The only separator or closing bracket after the middle of the file is inside an entry's
-    value: the slices cannot all parse, so one process reads the file, with the same result."""
+    value: the slices cannot all parse, so the whole-document reader reads the file."""
     history = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5, "note": note}]
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps({"log_history": history}))
-    assert _parallel(path, workers=2) is None, case
+    assert _chunked(path) is None, case
     assert _outcome(path) == _one_process(monkeypatch, path)
     assert _outcome(path)[0] == "ok"
 
 
 @pytest.mark.parametrize(("case", "text"), [
-    ("log_history named twice", '{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}],'
-                                ' "note": {"log_history": []}}'),
     ("a BOM", '\ufeff{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}]}'),
     ("broken after the array", '{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}], "x": }'),
+    ("a key named twice", '{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}],'
+                          ' "log_history": []}'),
     ("not a top-level key", '{"run": {"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}]}}'),
     ("truncated", '{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "lo'),
 ])
-def test_unusual_documents_are_left_to_one_process(tmp_path: Path, monkeypatch, small_pieces,
+def test_unusual_documents_are_left_to_the_whole_reader(tmp_path: Path, monkeypatch, small_pieces,
                                                    case: str, text: str) -> None:
     path = tmp_path / "trainer_state.json"
     path.write_text(text)
-    assert _parallel(path) is None, case
+    assert _chunked(path) is None, case
     assert _outcome(path) == _one_process(monkeypatch, path)
 
 
-def test_a_child_that_dies_leaves_the_file_to_one_process(tmp_path: Path, monkeypatch, small_pieces) -> None:
+def test_the_key_inside_another_value_is_not_the_log(tmp_path: Path, monkeypatch, small_pieces) -> None:
+    path = tmp_path / "trainer_state.json"
+    path.write_text('{"note": {"log_history": [{"step": 9, "loss": 9.0}]}, "log_history": [{"step": 1, "loss": 1.0},'
+                    ' {"step": 2, "loss": 0.5}], "after": {"log_history": []}}')
+    assert _chunked(path) is None  # the first one found is not the document's: its rest keeps the real one
+    assert _outcome(path) == _one_process(monkeypatch, path)
+    path.write_text('{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],'
+                    ' "after": {"log_history": [{"step": 9, "loss": 9.0}]}}')
+    log = _chunked(path)
+    assert log is not None and log.series["train_loss"].steps == [1, 2]
+    assert _outcome(path) == _one_process(monkeypatch, path)
+
+
+def test_small_files_are_read_whole(tmp_path: Path) -> None:
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps({"log_history": [{"step": s, "loss": 1.0} for s in range(1, 50)]}))
-    assert _parallel(path) is not None
-    monkeypatch.setattr(parallel_state, "_columns", lambda rows, piece: os._exit(7))
-    assert _parallel(path) is None
+    assert _chunked(path) is None  # far below MIN_BYTES
     assert read_log(path).series["train_loss"].steps == list(range(1, 50))
-
-
-def test_no_fork_beside_other_threads_and_none_for_small_files(tmp_path: Path) -> None:
-    path = tmp_path / "trainer_state.json"
-    path.write_text(json.dumps({"log_history": [{"step": s, "loss": 1.0} for s in range(1, 50)]}))
-    assert _parallel(path) is None  # far below MIN_BYTES
-    stop = threading.Event()
-    worker = threading.Thread(target=stop.wait)
-    worker.start()
-    try:
-        assert parallel_state.workers_available() == 1
-    finally:
-        stop.set()
-        worker.join()
 
 
 def test_real_logs_and_broken_files_read_alike(tmp_path: Path, monkeypatch, small_pieces) -> None:
     from test_logs_readers import _BROKEN, LF_STATE, WHISPER
 
     for real in (WHISPER, LF_STATE):
-        assert _parallel(real) is not None
+        assert _chunked(real) is not None
         assert _outcome(real) == _one_process(monkeypatch, real)
     for case, data in _BROKEN.items():
         path = tmp_path / f"{case}.json"
         path.write_bytes(data)
         assert _outcome(path) == _one_process(monkeypatch, path), case
+
+
+# --- LLaMA-Factory trainer_log.jsonl ----------------------------------------------------------
+
+
+@pytest.fixture
+def small_line_pieces(monkeypatch):
+    from preflight.logs import jsonl_chunks
+
+    monkeypatch.setattr(jsonl_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(jsonl_chunks, "CHUNK_BYTES", 150)
+    return jsonl_chunks
+
+
+def _lf_lines(rng: random.Random) -> list[str]:
+    total, step, lines = 60, 0, []
+    for _ in range(rng.randint(1, 40)):
+        step += rng.choice((1, 1, 5, 0, -2))
+        row: dict = {"current_steps": step, "total_steps": total}
+        if rng.random() < 0.8:
+            row.update({"loss": rng.choice((rng.random(), None, float("nan"), 2)), "lr": 2e-5,
+                        "epoch": round(step / 20, 2)})
+            if rng.random() < 0.3:
+                row["throughput"] = rng.random() * 1000
+        else:
+            row["eval_loss"] = rng.choice((rng.random(), None))
+        row.update({"percentage": round(step / total * 100, 2), "elapsed_time": "0:01:00",
+                    "remaining_time": "0:02:00"})
+        lines.append(json.dumps(row))
+    return lines
+
+
+def _whole_file(monkeypatch, chunks, path: Path):
+    with monkeypatch.context() as m:
+        m.setattr(chunks, "read_in_chunks", lambda *a, **k: None)
+        return _outcome(path)
+
+
+def test_llamafactory_log_same_as_whole_file_seeded(tmp_path: Path, monkeypatch, small_line_pieces) -> None:
+    rng = random.Random(17)
+    used = 0
+    for i in range(150):
+        lines = _lf_lines(rng)
+        ending = rng.choice(("\n", "\n", "", '\n{"current_steps": 99, "lo'))  # written whole, or mid-line
+        path = tmp_path / f"trainer_log{i}.jsonl"
+        path.write_text("\n".join(lines) + ending)
+        assert _outcome(path) == _whole_file(monkeypatch, small_line_pieces, path), path.read_text()
+        used += small_line_pieces.read_in_chunks(str(path), path.read_bytes()) is not None
+    assert used > 100
+
+
+@pytest.mark.parametrize(("case", "text"), [
+    ("a blank line", '{"current_steps": 1, "total_steps": 9, "loss": 1.0}\n\n{"current_steps": 2, "total_steps": 9, "loss": 0.5}\n'),
+    ("a broken line", '{"current_steps": 1, "total_steps": 9, "loss": 1.0}\n{"current_steps": 2,\n{"current_steps": 3, "total_steps": 9, "loss": 0.5}\n'),
+    ("two objects on a line", '{"current_steps": 1, "total_steps": 9, "loss": 1.0}\n{"current_steps": 2, "total_steps": 9}, {"a": 1}\n'),
+    ("a line without current_steps", '{"current_steps": 1, "total_steps": 9, "loss": 1.0}\n{"loss": 0.5}\n'),
+    ("CRLF", '{"current_steps": 1, "total_steps": 9, "loss": 1.0}\r\n{"current_steps": 2, "total_steps": 9, "loss": 0.5}\r\n'),
+    ("generic JSONL", '{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n'),
+    ("a bool loss", '{"current_steps": 1, "total_steps": 9, "loss": true}\n'),
+])
+def test_unusual_jsonl_is_left_to_the_whole_file_reader(tmp_path: Path, monkeypatch, small_line_pieces,
+                                                        case: str, text: str) -> None:
+    path = tmp_path / "trainer_log.jsonl"
+    path.write_text(text, newline="")
+    assert small_line_pieces.read_in_chunks(str(path), path.read_bytes()) is None, case
+    assert _outcome(path) == _whole_file(monkeypatch, small_line_pieces, path)
