@@ -127,6 +127,11 @@ class ChunkColumns:
         _, kept, order, last = found
         if last is not None:
             values = list(compress(values, last))
+        self._append(key, kept, values, order != "unordered")
+        return True
+
+    def _append(self, key: str, kept: list[int], values: list[float], ascending: bool) -> None:
+        """Points that follow the key's points so far; ``ascending``: among themselves."""
         known = self.steps.get(key)
         if known is None:
             self.steps[key], self.values[key], self.ascending[key] = [], [], True
@@ -135,11 +140,10 @@ class ChunkColumns:
         if known and known[-1] == kept[0]:  # a step repeated across the cut: the later value wins
             known.pop()
             known_values.pop()
-        if order == "unordered" or (known and known[-1] > kept[0]):
+        if not ascending or (known and known[-1] > kept[0]):
             self.ascending[key] = False
         known += kept
         known_values += values
-        return True
 
     def series(self, plan: dict[str, tuple[str, str | None]]) -> dict[str, Series]:
         """The series of ``plan`` (canonical name -> (column, unit)), in report order."""
