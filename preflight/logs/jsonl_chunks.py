@@ -13,6 +13,7 @@ found among all the keys) are read whole.
 from __future__ import annotations
 
 import json
+import mmap
 
 from preflight.logs import readers
 from preflight.logs.column_chunks import ChunkColumns, loads_array
@@ -27,14 +28,14 @@ _PLAN["throughput"] = ("throughput", "tokens/s")  # num_input_tokens_seen / elap
 _WANTED = frozenset(column for column, _ in _PLAN.values())
 
 
-def read_in_chunks(source: str, data: bytes) -> RunLog | None:
-    """The log of a LLaMA-Factory ``trainer_log.jsonl`` given as bytes, or None when it is not
+def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
+    """The log of a LLaMA-Factory ``trainer_log.jsonl`` given as bytes (or mapped), or None when it is not
     one to read this way (small, another kind of JSONL, CRLF line ends, anything unusual)."""
-    if len(data) < MIN_BYTES or b"\r" in data:
+    if len(data) < MIN_BYTES or data.find(b"\r") >= 0:
         return None
     meta: dict[str, object] = {}
     end = len(data)
-    if not data.endswith(b"\n"):  # a run still writing its last line
+    if data[-1:] != b"\n":  # a run still writing its last line
         cut = data.rfind(b"\n") + 1
         if not data[cut:].strip():
             return None

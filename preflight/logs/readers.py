@@ -17,7 +17,9 @@ import csv
 import gc
 import json
 import math
+import mmap
 import operator
+import os
 import re
 from collections.abc import Iterable
 from itertools import compress, islice, repeat
@@ -157,6 +159,20 @@ def _read_text(path: Path) -> str:
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", source=str(path)) from e
     return _decode(data, str(path))
+
+
+def _mapped(path: Path, min_bytes: int, read) -> RunLog | None:  # noqa: ANN001 - (source, bytes) -> RunLog | None
+    """``read(source, the file mapped into memory)`` for a file of at least ``min_bytes`` (its
+    slices are copied as they are parsed, never the whole file: 0.1 s less on 120 MB), or None:
+    smaller, not a regular file, or not one ``read`` takes."""
+    try:
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size < min_bytes:
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return read(str(path), mapped)
+    except (OSError, ValueError):
+        return None  # the plain reading names the problem
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -464,17 +480,17 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
     source = str(path)
     state = _UNPARSED
     if text is None:
+        # a large file is parsed a slice of entries at a time: the same RunLog in a third of the
+        # time, or None to leave the file to this reader
+        from preflight.logs import state_chunks
+
+        log = _mapped(path, state_chunks.MIN_BYTES, state_chunks.read_in_chunks)
+        if log is not None:
+            return log
         try:
             data = path.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
-        # a large file is parsed a slice of entries at a time: the same RunLog in a third of the
-        # time, or None to leave the file to this reader
-        from preflight.logs.state_chunks import read_in_chunks
-
-        log = read_in_chunks(source, data)
-        if log is not None:
-            return log
         state = _loads_fast(data)
         if state is _UNPARSED:
             text = _decode(data, source)
@@ -572,17 +588,13 @@ def _parse_jsonl(path: Path, text: str) -> tuple[list[dict], list[int] | None, b
 def _read_jsonl(path: Path, text: str | None = None) -> RunLog:
     source = str(path)
     if text is None:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
         # a large LLaMA-Factory log is parsed some lines at a time: the same RunLog, or None
-        from preflight.logs.jsonl_chunks import read_in_chunks
+        from preflight.logs import jsonl_chunks
 
-        log = read_in_chunks(source, data)
+        log = _mapped(path, jsonl_chunks.MIN_BYTES, jsonl_chunks.read_in_chunks)
         if log is not None:
             return log
-        text = _decode(data, source)
+        text = _read_text(path)
     rows, lines, truncated = _parse_jsonl(path, text)
     meta: dict[str, object] = {}
     if truncated:

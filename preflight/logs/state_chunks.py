@@ -22,6 +22,7 @@ readers on generated and real logs.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 
 from preflight.logs import readers  # the whole-document reader's rules, shared
@@ -39,8 +40,8 @@ _WANTED = ({a for aliases, _ in readers.ALIASES.values() for a in aliases}
            | {a for a, _ in readers.THROUGHPUT})
 
 
-def read_in_chunks(source: str, data: bytes) -> RunLog | None:
-    """The log of a ``trainer_state.json`` given as bytes, or None when it is not one to read
+def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
+    """The log of a ``trainer_state.json`` given as bytes (or mapped), or None when it is not one to read
     this way (small, unusual, or broken: the whole-document reader then reads it)."""
     if len(data) < MIN_BYTES:
         return None
