@@ -253,12 +253,6 @@ class LshIndex:
         for band, column in enumerate(self._columns):
             column.frombytes(keys[:, band].tobytes())
 
-    def close(self) -> None:
-        """Stop the signing workers, if any, without waiting for them (an interrupted scan)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
     def _extend(self, batches: list[list[tuple[int, ...]]]) -> None:
         for rows in batches:
             for column, keys in zip(self._columns, zip(*rows)):

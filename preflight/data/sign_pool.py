@@ -75,7 +75,7 @@ class SignPool:
         # (worker index or None to sign here, the texts)
         self._pending: deque[tuple[int | None, list[str]]] = deque()
         # a scan that stops early (a broken file, Ctrl-C) drops its index: the workers go with it
-        weakref.finalize(self, _stop, list(self._workers))
+        self._stop_workers = weakref.finalize(self, _stop, list(self._workers))
 
     def submit(self, texts: list[str]) -> list[KeyRows]:
         """Send a batch; the key rows of the batches finished so far, oldest first. Each worker
@@ -108,7 +108,7 @@ class SignPool:
         return done
 
     def close(self) -> None:
-        _stop(self._workers)
+        self._stop_workers()  # (once: the finalizer is spent)
         self._workers = [None] * len(self._workers)
         self._pending.clear()
 

@@ -39,7 +39,7 @@ def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
         cut = data.rfind(b"\n") + 1
         if not data[cut:].strip():
             return None
-        if not _parses(data[cut:]):
+        if not readers._parses(data[cut:]):  # (json.loads takes bytes too)
             meta["truncated_last_line"] = True
             end = cut
     newline = data.find(b"\n")
@@ -68,14 +68,6 @@ def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
     meta["other_metrics"] = sorted(columns.keys - set(used.values()) - readers._LLAMAFACTORY_RUN_KEYS
                                    - {"throughput"})
     return RunLog(source=source, format="llamafactory-jsonl", series=series, meta=meta)
-
-
-def _parses(line: bytes) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
 
 
 def _slices(data: bytes, end: int):  # noqa: ANN202 - yields (rows or None, text)

@@ -7,8 +7,9 @@ TensorBoard event files when the ``tensorboard`` package is installed.
 Speed: the points are never turned into per-point Python objects of our own: the columns are
 pulled out of the parsed rows with C-level iterators (``compress``/``map``/``itemgetter``), and a
 JSONL file is parsed by one ``json.loads`` of its lines joined into an array, falling back to a
-line-by-line parse only to name the line that is broken. A large ``trainer_state.json`` is parsed
-a slice of entries at a time (:mod:`preflight.logs.state_chunks`), with the same result.
+line-by-line parse only to name the line that is broken. A large ``trainer_state.json`` or
+LLaMA-Factory ``trainer_log.jsonl`` is parsed a slice of entries at a time, with the same result
+(:mod:`preflight.logs.state_chunks`, :mod:`preflight.logs.jsonl_chunks`).
 """
 
 from __future__ import annotations
