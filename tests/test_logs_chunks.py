@@ -1,5 +1,6 @@
-"""A trainer_state.json read a slice of entries at a time gives exactly what the whole-document
-reader gives, and every file it should not judge itself is left to that reader."""
+"""A trainer_state.json or LLaMA-Factory trainer_log.jsonl read a slice of entries at a time gives
+exactly what the whole-document reader gives, and every file it should not judge itself is left
+to that reader."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def small_pieces(monkeypatch):
     monkeypatch.setattr(state_chunks, "CHUNK_BYTES", 100)
 
 
-def _one_process(monkeypatch, path: Path):
+def _whole_document(monkeypatch, path: Path):
     """What the whole-document reader makes of the file."""
     with monkeypatch.context() as m:
         m.setattr(state_chunks, "read_in_chunks", lambda *a, **k: None)
@@ -78,13 +79,13 @@ def _write(path: Path, history: list[dict], rng: random.Random) -> Path:
 
 
 @pytest.mark.parametrize("chunk", [1, 60, 400])
-def test_same_log_as_one_process_seeded(tmp_path: Path, monkeypatch, small_pieces, chunk: int) -> None:
+def test_same_log_as_the_whole_document_seeded(tmp_path: Path, monkeypatch, small_pieces, chunk: int) -> None:
     monkeypatch.setattr(state_chunks, "CHUNK_BYTES", chunk)
     rng = random.Random(5 + chunk)
     used = 0
     for i in range(120):
         path = _write(tmp_path / f"s{i}.json", _history(rng), rng)
-        expected = _one_process(monkeypatch, path)
+        expected = _whole_document(monkeypatch, path)
         assert _outcome(path) == expected, path.read_text()
         used += _chunked(path) is not None
     assert used > 60  # the slices were really read, not only left to the whole-document reader
@@ -105,7 +106,7 @@ def test_a_clean_log_is_read_in_slices(tmp_path: Path, monkeypatch, small_pieces
     assert log.series["eval_loss"].steps == [100] and log.series["eval_loss"].values == [1.5]
     assert log.series["epoch"].values[99] == 10.0  # the eval entry at step 100 comes last: its value
     assert log.meta["summary"]["train_runtime"] == 10.0
-    assert ("ok",) + _outcome(path)[1:] == _one_process(monkeypatch, path)
+    assert ("ok",) + _outcome(path)[1:] == _whole_document(monkeypatch, path)
 
 
 @pytest.mark.parametrize(("case", "entry"), [
@@ -122,7 +123,7 @@ def test_unusual_entries_are_left_to_the_whole_reader(tmp_path: Path, monkeypatc
     path = tmp_path / "trainer_state.json"
     path.write_text('{"global_step": 6, "log_history": [\n' + rows + "\n]}")
     assert _chunked(path) is None, case
-    assert _outcome(path) == _one_process(monkeypatch, path)
+    assert _outcome(path) == _whole_document(monkeypatch, path)
 
 
 @pytest.mark.parametrize(("case", "note"), [
@@ -138,7 +139,7 @@ def test_a_cut_inside_a_value_is_never_trusted(tmp_path: Path, monkeypatch, smal
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps({"log_history": history}))
     assert _chunked(path) is None, case
-    assert _outcome(path) == _one_process(monkeypatch, path)
+    assert _outcome(path) == _whole_document(monkeypatch, path)
     assert _outcome(path)[0] == "ok"
 
 
@@ -155,7 +156,7 @@ def test_unusual_documents_are_left_to_the_whole_reader(tmp_path: Path, monkeypa
     path = tmp_path / "trainer_state.json"
     path.write_text(text)
     assert _chunked(path) is None, case
-    assert _outcome(path) == _one_process(monkeypatch, path)
+    assert _outcome(path) == _whole_document(monkeypatch, path)
 
 
 def test_the_key_inside_another_value_is_not_the_log(tmp_path: Path, monkeypatch, small_pieces) -> None:
@@ -163,12 +164,12 @@ def test_the_key_inside_another_value_is_not_the_log(tmp_path: Path, monkeypatch
     path.write_text('{"note": {"log_history": [{"step": 9, "loss": 9.0}]}, "log_history": [{"step": 1, "loss": 1.0},'
                     ' {"step": 2, "loss": 0.5}], "after": {"log_history": []}}')
     assert _chunked(path) is None  # the first one found is not the document's: its rest keeps the real one
-    assert _outcome(path) == _one_process(monkeypatch, path)
+    assert _outcome(path) == _whole_document(monkeypatch, path)
     path.write_text('{"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],'
                     ' "after": {"log_history": [{"step": 9, "loss": 9.0}]}}')
     log = _chunked(path)
     assert log is not None and log.series["train_loss"].steps == [1, 2]
-    assert _outcome(path) == _one_process(monkeypatch, path)
+    assert _outcome(path) == _whole_document(monkeypatch, path)
 
 
 def test_small_files_are_read_whole(tmp_path: Path) -> None:
@@ -183,11 +184,11 @@ def test_real_logs_and_broken_files_read_alike(tmp_path: Path, monkeypatch, smal
 
     for real in (WHISPER, LF_STATE):
         assert _chunked(real) is not None
-        assert _outcome(real) == _one_process(monkeypatch, real)
+        assert _outcome(real) == _whole_document(monkeypatch, real)
     for case, data in _BROKEN.items():
         path = tmp_path / f"{case}.json"
         path.write_bytes(data)
-        assert _outcome(path) == _one_process(monkeypatch, path), case
+        assert _outcome(path) == _whole_document(monkeypatch, path), case
 
 
 # --- LLaMA-Factory trainer_log.jsonl ----------------------------------------------------------
