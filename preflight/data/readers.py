@@ -91,11 +91,19 @@ def kind_of(path: Path) -> str:
     raise InputError("unknown data format (use .jsonl, .json, .csv, .tsv or .parquet)", source=str(path))
 
 
+def _open(path: Path, mode: str, **kwargs):  # noqa: ANN202 - the open file
+    """``path.open``, or an InputError naming the file when it cannot be opened."""
+    try:
+        return path.open(mode, **kwargs)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+
+
 def _head(path: Path) -> str:
     try:
         with path.open("rb") as f:
             data = f.read(4096)
-    except OSError as exc:
+    except OSError as exc:  # (a read error too, not only opening)
         raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
     if not data.strip():
         raise InputError("empty file: no records", source=str(path))
@@ -153,11 +161,7 @@ def read_records(path: Path, progress: Callable[[int], None] | None = None,
 def _jsonl(path: Path, progress: Callable[[int], None] | None, wanted: set[int] | None = None) -> Iterator[Raw]:
     loads = _json_loads()
     index = 0
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
-    with f:
+    with _open(path, "rb") as f:
         for number, line in enumerate(f, 1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
@@ -196,11 +200,7 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
     is never held whole. A syntax error ends the file: everything after it is unreadable."""
     decoder = json.JSONDecoder()
     source = str(path)
-    try:
-        f = path.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
-    with f:
+    with _open(path, "r", encoding="utf-8-sig", newline="") as f:
         buf, eof, pos, line, consumed = "", False, 0, 1, 0
 
         def more() -> bool:
@@ -273,11 +273,7 @@ def _csv(path: Path, delimiter: str, progress: Callable[[int], None] | None) -> 
     import csv
 
     source = str(path)
-    try:
-        f = path.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
-    with f:
+    with _open(path, "r", encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter, restkey="(extra cells)")
         index, line = 0, 1
         try:

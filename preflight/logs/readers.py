@@ -155,11 +155,14 @@ def _parses(text: str) -> bool:
 
 
 def _read_text(path: Path) -> str:
+    return _decode(_read_bytes(path), str(path))
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", source=str(path)) from e
-    return _decode(data, str(path))
 
 
 def _mapped(path: Path, min_bytes: int, read) -> RunLog | None:  # noqa: ANN001 - (source, bytes) -> RunLog | None
@@ -488,10 +491,7 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
         log = _mapped(path, state_chunks.MIN_BYTES, state_chunks.read_in_chunks)
         if log is not None:
             return log
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read: {e.strerror or e}", source=source) from e
+        data = _read_bytes(path)
         state = _loads_fast(data)
         if state is _UNPARSED:
             text = _decode(data, source)
