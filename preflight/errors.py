@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the hook's start-up does not import json for an annotation
+    import json
+
 
 class InputError(Exception):
     """Input the user gave us is wrong: a file, a flag, a config key.
@@ -17,3 +22,8 @@ class InputError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.line = line
+
+    @classmethod
+    def from_json(cls, exc: json.JSONDecodeError, source: str) -> InputError:
+        """A file that is not valid JSON, at the line and column the parser stopped."""
+        return cls(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno)

@@ -295,7 +295,7 @@ def load_facts(path: str | Path) -> NodeFacts:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno) from None
+        raise InputError.from_json(exc, source) from None
     return parse_facts(data, source)
 
 

@@ -255,7 +255,7 @@ def load_config(path: Path) -> ModelSpec:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno) from None
+        raise InputError.from_json(exc, source) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply", source=source) from None
     name = path.name if path.is_dir() else (file.parent.name or file.name)

@@ -182,7 +182,7 @@ def read_config(path: Path, *, kind: str | None = None) -> ConfigFile:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno) from None
+            raise InputError.from_json(exc, source) from None
         except RecursionError:
             raise InputError("JSON nested too deeply", source=source) from None
         if not isinstance(data, dict):
@@ -247,7 +247,7 @@ def read_model_config(folder: Path) -> ModelConfig | None:
     try:
         cfg = json.loads(_read_text(candidate, source))
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno) from None
+        raise InputError.from_json(exc, source) from None
     if not isinstance(cfg, dict):
         raise InputError("expected a JSON object", source=source)
     text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
