@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from packaging.specifiers import SpecifierSet
 
@@ -18,6 +17,7 @@ from preflight.compat import Matrix, _contains, cuda_tuple
 from preflight.errors import InputError
 from preflight.findings import Finding, Outcome, Status, fail, passed, skip, warn
 from preflight.requirements.parse import ParsedRequirements, Requirement
+from preflight.rule_registry import Located, Rules
 
 GROUP = "Requirements"
 CRITICAL = ("torch", "transformers", "accelerate", "deepspeed", "peft", "flash-attn", "bitsandbytes")
@@ -32,23 +32,9 @@ class Target:
     python: str | None = None
 
 
-class Located(NamedTuple):
-    """A rule's outcome at ``file:line`` (a named tuple: cheaper to define than a dataclass in a hook)."""
-
-    where: str
-    outcome: Outcome
-
-
 Rule = Callable[[ParsedRequirements, Matrix, Target], Iterator[Located]]
-RULES: dict[str, tuple[str, Rule]] = {}
-
-
-def rule(rule_id: str, title: str) -> Callable[[Rule], Rule]:
-    def wrap(func: Rule) -> Rule:
-        RULES[rule_id] = (title, func)
-        return func
-
-    return wrap
+RULES = Rules()  # rule id -> (title, Rule)
+rule = RULES.rule
 
 
 def _at(req: Requirement) -> str:

@@ -7,29 +7,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from preflight.findings import Outcome
+from preflight.rule_registry import Located, Rules
 from preflight.trainconfig.job import Job
 
-
-@dataclass(frozen=True)
-class Located:
-    where: str
-    outcome: Outcome
-
-
 Rule = Callable[[Job], Iterator[Located]]
-RULES: dict[str, tuple[str, Rule]] = {}
-
-
-def rule(rule_id: str, title: str) -> Callable[[Rule], Rule]:
-    def wrap(func: Rule) -> Rule:
-        RULES[rule_id] = (title, func)
-        return func
-
-    return wrap
+RULES = Rules()  # rule id -> (title, Rule)
+rule = RULES.rule
 
 
 RULE_MODULES = ("rules_batch", "rules_precision", "rules_schedule", "rules_eval", "rules_deepspeed", "rules_keys")
