@@ -259,7 +259,9 @@ def _render(job: Any, findings: list[Any], code: int, strict: bool) -> None:
         title = f"{path}: {cfg.label}" if cfg else path
         if cfg is not None and cfg.followed_from:
             title += f" (named at {cfg.followed_from})"
-        table = Table(title=title, title_justify="left", title_style="bold", expand=True, show_lines=False)
+        # The file's name is its own unwrapped line, so a long path stays whole for copy and paste.
+        console.print(Text(title, style="bold"), soft_wrap=True)
+        table = Table(expand=True, show_lines=False)
         table.add_column("status", width=6, no_wrap=True)
         table.add_column("line", justify="right", width=5, no_wrap=True)
         table.add_column("check", style="cyan", no_wrap=True)
