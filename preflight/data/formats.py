@@ -36,6 +36,10 @@ METADATA_KEYS = frozenset({"id", "idx", "uid", "source", "category", "lang", "la
                            "score", "domain", "type", "name"})
 
 
+# record-level keys of OpenAI chat fine-tuning beside ``messages`` (and ``tools``, above)
+CHAT_RECORD_KEYS = frozenset({"functions", "parallel_tool_calls"})
+
+
 @dataclass(frozen=True)
 class Schema:
     """What to read from each record. ``roles`` maps a role name to its class (see above)."""
@@ -64,7 +68,7 @@ class Schema:
         elif self.format == "text":
             own = {self.text}
         else:
-            own = {self.messages, self.system, self.completion or self.messages}
+            own = {self.messages, self.system, self.completion or self.messages, *CHAT_RECORD_KEYS}
         return frozenset(own) | METADATA_KEYS
 
     @cached_property

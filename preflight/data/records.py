@@ -136,12 +136,39 @@ def _content(message: dict, s: Schema, cls: str, index: int, problems: list[Prob
         else:
             problems.append(("data.null_value", f"turn {index} {s.content!r} is null"))
         return None
-    if content.__class__ is list:  # OpenAI content parts: [{"type": "text", "text": ...}, ...]
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        if all(isinstance(p, str) for p in parts) and len(parts) == len(content):
-            return "\n".join(parts)  # type: ignore[arg-type]
+    if content.__class__ is list:
+        text = _parts_text(content)
+        if text is not None:
+            return text
+        problems.append(("data.wrong_type", f"turn {index} {s.content!r} has a part that is neither "
+                                            "{'type': 'text', 'text': ...} nor a typed media part"))
+        return None
     problems.append(("data.wrong_type", f"turn {index} {s.content!r} is {_type(content)}, expected a string"))
     return None
+
+
+def _parts_text(parts: list) -> str | None:
+    """The text of OpenAI / Hugging Face content parts (``[{"type": "text", "text": ...},
+    {"type": "image_url", ...}]``): the text parts joined; media parts (any other ``type``:
+    ``image``, ``image_url``, ``input_audio``, ``video``, ``file``) carry no text. None when a
+    part is not an object with a string ``type``, or a text part's ``text`` is not a string."""
+    texts = []
+    for part in parts:
+        kind = part.get("type") if part.__class__ is dict else None
+        if kind.__class__ is not str:
+            return None
+        if kind == "text":
+            text = part.get("text")
+            if text.__class__ is not str:
+                return None
+            texts.append(text)
+    return "\n".join(texts)
+
+
+def _has_media(message: dict, content_key: str) -> bool:
+    """A turn whose content parts include media (an image-only question is not empty)."""
+    content = message.get(content_key)
+    return content.__class__ is list and any(p.get("type") != "text" for p in content)
 
 
 def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
@@ -204,9 +231,10 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         texts.append(text)
         if cls == "U":
             user.append(text)
-            if not text.strip():
+            if not text.strip() and not _has_media(m, s.content):
                 problems.append(("data.empty_prompt", f"turn {i} ({role}) is empty"))
-        elif cls == "A" and not text.strip() and not (m.get("tool_calls") or m.get("function_call")):
+        elif (cls == "A" and not text.strip() and not (m.get("tool_calls") or m.get("function_call"))
+              and not _has_media(m, s.content)):
             problems.append(("data.empty_answer", f"turn {i} ({role}) is empty"))
     if not ok:
         return None

@@ -1,0 +1,56 @@
+"""`preflight data` on datasets as they are found in the wild: OpenAI chat fine-tuning files with
+tool calls and content parts, LLaMA-Factory mappings, preference data, odd file layouts. Each
+case has a valid form that must pass and a broken one that must be found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from preflight.data.formats import Schema
+from preflight.data.records import check_record
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+def check(run_cli, *args: str) -> tuple[int, dict, dict]:
+    code, out, err = run_cli("data", *args, "--json")
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    return code, doc, {f["id"]: f for f in doc["findings"]}
+
+
+def problems_of(record: dict, schema: Schema) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    check_record(record, schema, problems)
+    return problems
+
+
+def test_openai_tool_calls_weights_names_and_content_parts_pass(run_cli):
+    """Tool calls with null content, tool results, legacy function calls, ``weight: 0``, ``name``,
+    ``tools``/``functions``/``parallel_tool_calls`` and image parts: all valid OpenAI/HF data."""
+    code, doc, findings = check(run_cli, str(DATA / "openai_tools.jsonl"), "--skip", "data.no_eval")
+    assert doc["splits"]["train"]["format"]["format"] == "messages"
+    assert {k: f["observed"] for k, f in findings.items() if f["status"] not in ("pass", "skip")} == {}
+    assert code == 0 and doc["splits"]["train"]["stats"]["samples"] == 8
+
+
+def test_content_parts_with_images():
+    schema = Schema("messages", "t")
+    image_question = {"messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]}]}
+    assert problems_of(image_question, schema) == []  # an image alone is a question
+    empty_parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]},
+                                {"role": "assistant", "content": []}]}
+    assert [p[0] for p in problems_of(empty_parts, schema)] == ["data.empty_prompt", "data.empty_answer"]
+    for bad in (["plain string part"], [{"text": "no type"}], [{"type": "text", "text": 3}]):
+        broken = {"messages": [{"role": "user", "content": bad}, {"role": "assistant", "content": "a"}]}
+        assert [p[0] for p in problems_of(broken, schema)] == ["data.wrong_type"], bad
+
+
+def test_openai_record_keys_are_known_but_misspellings_are_not():
+    schema = Schema("messages", "t")
+    turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert problems_of({"messages": turns, "parallel_tool_calls": False, "functions": []}, schema) == []
+    assert problems_of({"messages": turns, "tool": []}, schema) == [("data.unexpected_key", "'tool'")]
