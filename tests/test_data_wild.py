@@ -54,3 +54,22 @@ def test_openai_record_keys_are_known_but_misspellings_are_not():
     turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     assert problems_of({"messages": turns, "parallel_tool_calls": False, "functions": []}, schema) == []
     assert problems_of({"messages": turns, "tool": []}, schema) == [("data.unexpected_key", "'tool'")]
+
+
+def test_fix_refuses_a_device_or_pipe_and_other_formats(run_cli, tmp_path):
+    """``--fix /dev/null`` once renamed the cleaned copy over the device node (as root)."""
+    import os
+    import stat
+
+    train = str(DATA / "clean_alpaca_en.jsonl")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    code, out, err = run_cli("data", train, "--fix", str(pipe))
+    assert code == 2 and "not a regular file" in err and out == ""
+    assert stat.S_ISFIFO(pipe.lstat().st_mode) and not list(tmp_path.glob(".pipe*"))
+    code, _, err = run_cli("data", train, "--fix", str(tmp_path / "clean.csv"))
+    assert code == 2 and "name OUT .jsonl or .json" in err and not (tmp_path / "clean.csv").exists()
+    existing = tmp_path / "clean.jsonl"
+    existing.write_text("old\n")
+    code, _, _ = run_cli("data", train, "--fix", str(existing), "--skip", "data.no_eval")
+    assert code == 0 and json.loads(existing.read_text().splitlines()[0])["output"]

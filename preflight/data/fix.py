@@ -17,12 +17,20 @@ from preflight.data.readers import read_records
 from preflight.errors import InputError
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NOT_WRITTEN = (".csv", ".tsv", ".parquet", ".arrow", ".gz", ".zst", ".bz2", ".xz")  # OUT suffixes refused
 
 
 def check_output(out: Path, inputs: list[Path]) -> None:
-    """Refuse an OUT that is one of the inputs (also through a link), or a folder."""
+    """Refuse an OUT that is one of the inputs (also through a link), a folder, anything but a
+    regular file (``/dev/null``: the copy is renamed over OUT, which would replace the device), or
+    named for a format the copy is not written in (``.csv``)."""
     if out.is_dir():
         raise InputError("--fix: is a folder; give a file name", source=str(out))
+    if out.exists() and not out.is_file():
+        raise InputError("--fix: not a regular file (a device or pipe); give a file name", source=str(out))
+    if out.suffix.lower() in _NOT_WRITTEN:
+        raise InputError(f"--fix writes JSON lines (or a JSON array for .json), not {out.suffix}; "
+                         "name OUT .jsonl or .json", source=str(out))
     if not out.parent.is_dir():
         raise InputError("--fix: no such folder to write into", source=str(out.parent))
     for path in inputs:
