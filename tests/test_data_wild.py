@@ -73,3 +73,27 @@ def test_fix_refuses_a_device_or_pipe_and_other_formats(run_cli, tmp_path):
     existing.write_text("old\n")
     code, _, _ = run_cli("data", train, "--fix", str(existing), "--skip", "data.no_eval")
     assert code == 0 and json.loads(existing.read_text().splitlines()[0])["output"]
+
+
+def test_minified_json_array_is_located_by_index_not_all_at_line_1(run_cli, tmp_path, monkeypatch):
+    """``json.dump(rows, f)`` writes the whole array on one line: every record then "started" on
+    line 1, and a finding named line 1 five times."""
+    from preflight.data import readers
+
+    rows = [{"instruction": f"question {i}", "input": "", "output": "" if i in (2, 5) else f"answer {i}"}
+            for i in range(8)]
+    one_line = tmp_path / "train.json"
+    one_line.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    _, _, findings = check(run_cli, str(one_line))
+    assert [loc["at"] for loc in findings["data.empty_answer"]["evidence"]["locations"]] == [
+        f"{one_line}[2]", f"{one_line}[5]"]
+    monkeypatch.setattr(readers, "CHUNK", 5)  # the look at the next record crosses reads
+    assert [r.line for r in readers.read_records(one_line)] == [None] * 8
+    pretty = tmp_path / "pretty.json"  # one record per line, and records over several lines: lines
+    pretty.write_text("[" + ",\n".join(json.dumps(r) for r in rows[:4]) + ",\n"
+                      + ",\n".join(json.dumps(r, indent=1) for r in rows[4:]) + "]")
+    assert [r.line for r in readers.read_records(pretty)] == [1, 2, 3, 4, 5, 10, 15, 20]
+    mixed = tmp_path / "mixed.json"  # two records share line 2: those two by index, the rest by line
+    mixed.write_text("[\n" + json.dumps(rows[0]) + ",\n" + json.dumps(rows[1]) + ", " + json.dumps(rows[2])
+                     + ",\n" + json.dumps(rows[3]) + "\n]")
+    assert [r.line for r in readers.read_records(mixed)] == [2, None, None, 4]

@@ -197,7 +197,8 @@ def _json_error(exc: BaseException) -> str:
 
 def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[Raw]:
     """A JSON array, item by item (``raw_decode`` on a sliding window), so a multi-gigabyte array
-    is never held whole. A syntax error ends the file: everything after it is unreadable."""
+    is never held whole. A syntax error ends the file: everything after it is unreadable. A record
+    that starts on the line another record starts on has no line (it is located by index)."""
     decoder = json.JSONDecoder()
     source = str(path)
     with _open(path, "r", encoding="utf-8-sig", newline="") as f:
@@ -234,7 +235,7 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
         if skip_ws() != "[":
             raise InputError("expected a JSON array of records", source=source, line=line)
         pos += 1
-        index = 0
+        index, previous = 0, 0
         if skip_ws() == "]":
             raise InputError("empty JSON array: no records", source=source, line=line)
         while True:
@@ -253,14 +254,18 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
                     return
             line += buf.count("\n", pos, end)
             pos = end
-            yield Raw(index, start_line, value)
-            index += 1
-            if progress is not None and not index % PROGRESS_EVERY:
-                progress(f.buffer.tell())
             after = skip_ws()
             if after == ",":
                 pos += 1
-                skip_ws()
+                skip_ws()  # to the next record's start, so ``line`` is its line
+            # records that share a line (a minified array) are located by index, not all at line 1
+            shared = start_line == previous or (after == "," and line == start_line)
+            yield Raw(index, None if shared else start_line, value)
+            previous = start_line
+            index += 1
+            if progress is not None and not index % PROGRESS_EVERY:
+                progress(f.buffer.tell())
+            if after == ",":
                 continue
             if after == "]":
                 return
