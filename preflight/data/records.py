@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from preflight.data.fields import MISSING, Problem, content_text, has_media, string_field, type_name
 from preflight.data.formats import Schema
 
-Problem = tuple[str, str]  # (rule id, detail)
-_MISSING = object()
 _ROLE_NAMES = {"U": "user", "A": "assistant", "C": "tool call", "T": "tool result", "S": "system"}
 
 
@@ -33,33 +32,10 @@ class Sample:
         return f"{self.prompt}\n{self.answer}" if self.prompt else self.answer
 
 
-def _type(value: Any) -> str:
-    return "null" if value is None else {dict: "object", list: "array", str: "string", bool: "boolean",
-                                         int: "number", float: "number"}.get(type(value), type(value).__name__)
-
-
-def _string(record: dict, key: str, required: bool, problems: list[Problem]) -> str | None:
-    value = record.get(key, _MISSING)
-    if value.__class__ is str:
-        return value
-    if value is _MISSING:
-        if required:
-            problems.append(("data.missing_key", f"no {key!r}"))
-            return None
-        return ""
-    if value is None:
-        if required:
-            problems.append(("data.null_value", f"{key!r} is null"))
-            return None
-        return ""
-    problems.append(("data.wrong_type", f"{key!r} is {_type(value)}, expected a string"))
-    return None
-
-
 def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample | None:
     """Problems of ``record`` appended to ``problems``; its sample, or None when unreadable."""
     if record.__class__ is not dict:
-        problems.append(("data.wrong_type", f"a record is {_type(record)}, expected an object"))
+        problems.append(("data.wrong_type", f"a record is {type_name(record)}, expected an object"))
         return None
     fmt = schema.format
     if fmt == "alpaca":
@@ -86,10 +62,10 @@ def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         if not user or user.isspace():
             problems.append(("data.empty_prompt", f"{s.prompt!r} and {s.query!r} are empty"))
         return Sample(f"{system}\n{user}" if system else user, output, user, 2)
-    instruction = _string(record, s.prompt, True, problems)
-    query = _string(record, s.query, False, problems)
-    output = _string(record, s.response, True, problems)
-    system = _string(record, s.system, False, problems)
+    instruction = string_field(record, s.prompt, True, problems)
+    query = string_field(record, s.query, False, problems)
+    output = string_field(record, s.response, True, problems)
+    system = string_field(record, s.system, False, problems)
     history = record.get(s.history)
     earlier = ""
     turns = 2
@@ -115,7 +91,7 @@ def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
 
 
 def _text(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
-    text = _string(record, s.text, True, problems)
+    text = string_field(record, s.text, True, problems)
     if text is None:
         return None
     if not text.strip():
@@ -123,77 +99,29 @@ def _text(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
     return Sample("", text, text, 1)
 
 
-def _content(message: dict, s: Schema, cls: str, index: int, problems: list[Problem]) -> str | None:
-    content = message.get(s.content, _MISSING)
-    if content.__class__ is str:
-        return content
-    calls = cls in ("A", "C") and (message.get("tool_calls") or message.get("function_call"))
-    if content is _MISSING or content is None:
-        if calls:
-            return ""  # an assistant turn that only calls a tool has no content (OpenAI format)
-        if content is _MISSING:
-            problems.append(("data.missing_key", f"turn {index} has no {s.content!r}"))
-        else:
-            problems.append(("data.null_value", f"turn {index} {s.content!r} is null"))
-        return None
-    if content.__class__ is list:
-        text = _parts_text(content)
-        if text is not None:
-            return text
-        problems.append(("data.wrong_type", f"turn {index} {s.content!r} has a part that is neither "
-                                            "{'type': 'text', 'text': ...} nor a typed media part"))
-        return None
-    problems.append(("data.wrong_type", f"turn {index} {s.content!r} is {_type(content)}, expected a string"))
-    return None
-
-
-def _parts_text(parts: list) -> str | None:
-    """The text of OpenAI / Hugging Face content parts (``[{"type": "text", "text": ...},
-    {"type": "image_url", ...}]``): the text parts joined; media parts (any other ``type``:
-    ``image``, ``image_url``, ``input_audio``, ``video``, ``file``) carry no text. None when a
-    part is not an object with a string ``type``, or a text part's ``text`` is not a string."""
-    texts = []
-    for part in parts:
-        kind = part.get("type") if part.__class__ is dict else None
-        if kind.__class__ is not str:
-            return None
-        if kind == "text":
-            text = part.get("text")
-            if text.__class__ is not str:
-                return None
-            texts.append(text)
-    return "\n".join(texts)
-
-
-def _has_media(message: dict, content_key: str) -> bool:
-    """A turn whose content parts include media (an image-only question is not empty)."""
-    content = message.get(content_key)
-    return content.__class__ is list and any(p.get("type") != "text" for p in content)
-
-
 def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
-    messages = record.get(s.messages, _MISSING)
+    messages = record.get(s.messages, MISSING)
     if messages.__class__ is not list:
-        if messages is _MISSING:
+        if messages is MISSING:
             problems.append(("data.missing_key", f"no {s.messages!r}"))
         elif messages is None:
             problems.append(("data.null_value", f"{s.messages!r} is null"))
         else:
-            problems.append(("data.wrong_type", f"{s.messages!r} is {_type(messages)}, expected a list of turns"))
+            problems.append(("data.wrong_type", f"{s.messages!r} is {type_name(messages)}, expected a list of turns"))
         return None
     if s.completion is not None:  # TRL prompt-completion: the completion's turns follow the prompt's
-        completion = record.get(s.completion, _MISSING)
-        if completion is _MISSING:
+        completion = record.get(s.completion, MISSING)
+        if completion is MISSING:
             problems.append(("data.missing_key", f"no {s.completion!r}"))
             return None
         if completion.__class__ is not list:
-            problems.append(("data.wrong_type", f"{s.completion!r} is {_type(completion)}, expected a list of turns"))
+            problems.append(("data.wrong_type", f"{s.completion!r} is {type_name(completion)}, expected a list of turns"))
             return None
         messages = messages + completion
     if not messages:
         problems.append(("data.no_assistant_turn", f"{s.messages!r} is an empty list"))
         return None
-    system = _string(record, s.system, False, problems)
+    system = string_field(record, s.system, False, problems)
     roles, role_key, keys = s.roles, s.role, s.message_keys
     texts: list[str] = [system] if system else []
     classes: list[str] = []
@@ -203,11 +131,11 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
     prev = ""
     for i, m in enumerate(messages):
         if m.__class__ is not dict:
-            problems.append(("data.wrong_type", f"turn {i} is {_type(m)}, expected an object"))
+            problems.append(("data.wrong_type", f"turn {i} is {type_name(m)}, expected an object"))
             ok = False
             continue
-        role = m.get(role_key, _MISSING)
-        if role is _MISSING:
+        role = m.get(role_key, MISSING)
+        if role is MISSING:
             problems.append(("data.missing_key", f"turn {i} has no {role_key!r}"))
             ok = False
             continue
@@ -220,7 +148,7 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         if len(m) > 2 and m.keys() - keys:
             extra = ", ".join(sorted(repr(str(k)) for k in m.keys() - keys)[:3])
             problems.append(("data.unexpected_key", f"turn {i}: {extra}"))
-        text = _content(m, s, cls, i, problems)
+        text = content_text(m, s.content, cls, i, problems)
         if text is None:
             ok = False
             continue
@@ -231,10 +159,10 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         texts.append(text)
         if cls == "U":
             user.append(text)
-            if not text.strip() and not _has_media(m, s.content):
+            if not text.strip() and not has_media(m, s.content):
                 problems.append(("data.empty_prompt", f"turn {i} ({role}) is empty"))
         elif (cls == "A" and not text.strip() and not (m.get("tool_calls") or m.get("function_call"))
-              and not _has_media(m, s.content)):
+              and not has_media(m, s.content)):
             problems.append(("data.empty_answer", f"turn {i} ({role}) is empty"))
     if not ok:
         return None
