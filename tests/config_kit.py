@@ -11,6 +11,10 @@ The configs under ``tests/fixtures/configs`` are modelled on the frameworks' pub
   ZeRO-2 plugin);
 - ``hf/alpaca_train.json``: the Stanford Alpaca README training command as TrainingArguments JSON;
   ``hf/training_args.json``: a TrainingArguments dump with step evaluation and best-model loading;
+  ``hf/training_args_dump_4.46.json``: what ``TrainingArguments.to_json_string()`` writes on
+  transformers 4.46.3 (every init field at its default from that wheel's ``training_args.py``, with
+  ``__post_init__``'s ``logging_dir``/``report_to``/``fsdp_config`` and the ``<..._TOKEN>`` masks),
+  for a run with step evaluation, best-model loading and ``warmup_ratio: 0.03``;
 - ``models/tinyllama/config.json``: TinyLlama/TinyLlama-1.1B-Chat-v1.0 ``config.json``.
 """
 

@@ -13,6 +13,7 @@ from config_kit import (
     copy_config,
     edit_yaml,
     line_of,
+    problems,
     run_config,
     statuses,
     write_json,
@@ -378,10 +379,17 @@ def test_deepspeed_file_followed_relative_to_the_working_directory(capsys, monke
     assert statuses(doc, "config.deepspeed_file") == ["pass"] and code == 0
 
 
+def _facts_with_transformers(tmp_path: Path, version: str) -> Path:
+    """The H200 facts fixture with another transformers version."""
+    data = json.loads((FACTS / "h200_vm.json").read_text())
+    data["python"]["packages"]["transformers"] = version
+    return write_json(tmp_path / f"facts_{version}.json", data)
+
+
 def test_removed_training_arguments_keys(capsys):
     path = CONFIGS / "hf/alpaca_train.json"
     _, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")  # transformers 5.17.0
-    assert statuses(doc, "config.renamed_keys") == ["fail", "warn"]  # warmup_ratio: deprecated in 5
+    assert statuses(doc, "config.renamed_keys") == ["fail", "fail"]  # evaluation_strategy; warmup_ratio (5.15)
     f = by_id(doc, "config.renamed_keys")[0]
     assert f["line"] == line_of(path, "evaluation_strategy")
     assert "rename evaluation_strategy to eval_strategy" in f["remediation"]
@@ -394,12 +402,47 @@ def test_removed_training_arguments_keys(capsys):
     assert statuses(doc, "config.renamed_keys") == ["warn"]
 
 
-def test_deprecated_keys_only_on_transformers_5(capsys):
+def test_warmup_ratio_deprecated_in_5_0_removed_in_5_15(tmp_path, capsys):
+    # the 5.0 help text said "will be removed in v5.2"; the field is in the 5.14.1 wheel, not in 5.15.0
     path = CONFIGS / "hf/training_args.json"
-    _, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")
-    assert statuses(doc, "config.renamed_keys") == ["warn"]  # warmup_ratio, deprecated in 5.0
-    _, doc = run_config(capsys, path, "--facts", H100)
+    _, doc = run_config(capsys, path, "--facts", _facts_with_transformers(tmp_path, "5.3.0"))
+    [f] = by_id(doc, "config.renamed_keys")
+    assert f["status"] == "warn" and f["line"] == line_of(path, "warmup_ratio")
+    assert "deprecated in transformers 5.3.0; 5.15.0 refuses it" in f["observed"]
+    assert "warmup_steps" in f["remediation"]
+    _, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")  # 5.17.0
+    [f] = by_id(doc, "config.renamed_keys")
+    assert f["status"] == "fail" and "removed in transformers 5.15.0" in f["observed"]
+    _, doc = run_config(capsys, path, "--facts", H100)  # 4.46.3: not even deprecated
     assert statuses(doc, "config.renamed_keys") == ["pass"]
+
+
+def test_keys_removed_in_5_0_beyond_the_renamed_ones(tmp_path, capsys):
+    path = _hf(tmp_path, half_precision_backend="cuda_amp", adafactor=True, warmup_ratio=None, warmup_steps=0.03)
+    code, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")
+    found = {f["line"]: f for f in by_id(doc, "config.renamed_keys")}
+    assert code == 1 and [f["status"] for f in found.values()] == ["fail", "fail"]
+    assert "optim: adafactor" in found[line_of(path, '"adafactor"')]["remediation"]
+    clean = _hf(tmp_path, optim="adafactor", warmup_ratio=None, warmup_steps=0.03)
+    _, doc = run_config(capsys, clean, "--facts", FACTS / "h200_vm.json")
+    assert statuses(doc, "config.renamed_keys") == ["pass"]
+
+
+def test_a_saved_4_46_dump_is_one_finding_not_twenty(tmp_path, capsys):
+    # every field of transformers 4.46.3 at its default except the run's own choices
+    path = CONFIGS / "hf/training_args_dump_4.46.json"
+    code, doc = run_config(capsys, path, "--facts", H100)  # the release that wrote it
+    assert problems(doc) == {} and code == 0
+    code, doc = run_config(capsys, path, "--facts", FACTS / "h200_vm.json")  # 5.17.0 refuses it
+    found = by_id(doc, "config.renamed_keys")
+    assert [f["status"] for f in found] == ["fail", "fail"] and code == 1
+    assert "warmup_ratio" in found[0]["observed"]  # 0.03: the user's choice, its own finding
+    assert "refuses 21 key(s) it holds at their default values" in found[1]["observed"]
+    assert "push_to_hub_token" in found[1]["observed"] and "logging_dir" in found[1]["observed"]
+    # the same keys written by hand are each the user's choice
+    small = _hf(tmp_path, no_cuda=False, save_safetensors=True, warmup_ratio=None)
+    _, doc = run_config(capsys, small, "--facts", FACTS / "h200_vm.json")
+    assert statuses(doc, "config.renamed_keys") == ["fail", "fail"]
 
 
 def test_duplicate_keys(tmp_path, capsys):

@@ -9,29 +9,15 @@ from packaging.version import InvalidVersion, Version
 
 from preflight.findings import fail, passed, skip, warn
 from preflight.trainconfig.job import Job
+from preflight.trainconfig.readers import ConfigFile
+from preflight.trainconfig.removed_keys import (
+    LLAMAFACTORY_OWN,
+    REMOVED,
+    at_default,
+    fix_for,
+    is_dump,
+)
 from preflight.trainconfig.rule import Located, as_count, rule
-
-# key -> (replacement or None, first transformers release without it). Verified against the
-# training_args.py of the PyPI wheels: evaluation_strategy is a field through 4.50.0 and absent
-# from 4.51.0; the others are fields in 4.57.6 and absent from 5.0.0.
-REMOVED: dict[str, tuple[str | None, str]] = {
-    "evaluation_strategy": ("eval_strategy", "4.51.0"),
-    "no_cuda": ("use_cpu", "5.0.0"),
-    "per_gpu_train_batch_size": ("per_device_train_batch_size", "5.0.0"),
-    "per_gpu_eval_batch_size": ("per_device_eval_batch_size", "5.0.0"),
-    "fp16_backend": (None, "5.0.0"),
-    "push_to_hub_model_id": ("hub_model_id", "5.0.0"),
-    "overwrite_output_dir": (None, "5.0.0"),
-    "use_mps_device": (None, "5.0.0"),
-    "tpu_num_cores": (None, "5.0.0"),
-    "save_safetensors": (None, "5.0.0"),
-}
-# deprecated in 5.0.0 ("will be removed in v5.2"), still accepted: reported only on transformers >= 5
-DEPRECATED_V5: dict[str, str] = {
-    "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
-    "logging_dir": "the TENSORBOARD_LOGGING_DIR environment variable",
-}
-LLAMAFACTORY_OWN = ("overwrite_output_dir",)  # LLaMA-Factory reads it itself (hparams/parser.py)
 
 
 def _version(text: str | None) -> Version | None:
@@ -43,35 +29,52 @@ def _version(text: str | None) -> Version | None:
         return None
 
 
+def _one(f: ConfigFile, key: str, version: Version | None, source: str) -> Located:
+    entry = REMOVED[key]
+    fix = fix_for(key)
+    if version is None:
+        return Located(f.at(key), warn(f"{key} is not a TrainingArguments key from transformers {entry.removed_in} on",
+                                       f"a key transformers {entry.removed_in}+ knows", fix))
+    if version >= Version(entry.removed_in):
+        return Located(f.at(key), fail(
+            f"{key}: removed in transformers {entry.removed_in}; transformers {version} ({source}) refuses the config",
+            "a current key", fix))
+    said = "deprecated in" if entry.deprecated_from else "still accepted by"
+    return Located(f.at(key), warn(f"{key}: {said} transformers {version}; {entry.removed_in} refuses it",
+                                   "a current key", fix))
+
+
 @rule("config.renamed_keys", "TrainingArguments keys that still exist")
 def renamed_keys(job: Job) -> Iterator[Located]:
     """TrainingArguments keys transformers removed (``evaluation_strategy`` -> ``eval_strategy`` in
-    4.51; ``no_cuda``, ``per_gpu_*``, ``fp16_backend``, ``overwrite_output_dir`` ... in 5.0): an
-    unknown key makes ``TrainingArguments(**config)`` raise TypeError and HfArgumentParser (which
-    LLaMA-Factory uses) raise "Some keys are not used by the HfArgumentParser". A failure when the
-    job's transformers version (from ``--facts``, else this machine) has removed the key; a warning
-    when the version is unknown or still accepts it (the config breaks on upgrade)."""
+    4.51; ``no_cuda``, ``per_gpu_*``, ``fp16_backend``, ``overwrite_output_dir`` ... in 5.0;
+    ``warmup_ratio`` and ``logging_dir``, deprecated in 5.0, in 5.15; table and sources in
+    ``removed_keys.py``): an unknown key makes ``TrainingArguments(**config)`` raise TypeError and
+    HfArgumentParser (which LLaMA-Factory uses) raise "Some keys are not used by the
+    HfArgumentParser". A failure when the job's transformers version (from ``--facts``, else this
+    machine) has removed the key; a warning when the version is unknown or still accepts it (the
+    config breaks on upgrade). Deprecated keys are reported only from the release that deprecated
+    them. A saved ``training_args.json`` holds every field of the release that wrote it: its removed
+    keys at their default values are one finding, and only when the job's release refuses them."""
     version = _version(job.hardware.transformers)
+    source = job.hardware.source
     for f in job.of_kind("hf", "llamafactory"):
-        for key, (new, removed_in) in REMOVED.items():
+        defaults: list[str] = []
+        for key, entry in REMOVED.items():
             if f.data.get(key) is None or (f.kind == "llamafactory" and key in LLAMAFACTORY_OWN):
                 continue  # absent, or null as in a saved training_args.json dump: not the user's choice
-            fix = f"rename {key} to {new}" if new else f"remove {key}"
-            if version is None:
-                yield Located(f.at(key), warn(f"{key} is not a TrainingArguments key from transformers {removed_in} on",
-                                              f"a key transformers {removed_in}+ knows", fix))
-            elif version >= Version(removed_in):
-                yield Located(f.at(key), fail(
-                    f"{key}: removed in transformers {removed_in}; transformers {version} ({job.hardware.source}) "
-                    "refuses the config", "a current key", fix))
-            else:
-                yield Located(f.at(key), warn(
-                    f"{key}: transformers {version} still accepts it; {removed_in} refuses it", "a current key", fix))
-        if version is not None and version >= Version("5.0.0"):
-            for key, instead in DEPRECATED_V5.items():
-                if f.data.get(key) is not None:
-                    yield Located(f.at(key), warn(f"{key} is deprecated in transformers {version} (removed in 5.2)",
-                                                  instead, f"use {instead}"))
+            if entry.deprecated_from and (version is None or version < Version(entry.deprecated_from)):
+                continue
+            if is_dump(f) and at_default(f, key):
+                defaults.append(key)
+                continue
+            yield _one(f, key, version, source)
+        refused = [k for k in defaults if version is not None and version >= Version(REMOVED[k].removed_in)]
+        if refused:
+            yield Located(f.at(refused[0]), fail(
+                f"a training_args.json saved by an older transformers: transformers {version} ({source}) refuses "
+                f"{len(refused)} key(s) it holds at their default values: {', '.join(refused)}",
+                f"only keys transformers {version} knows", f"delete {', '.join(refused)} (defaults: nothing changes)"))
 
 
 @rule("config.duplicate_key", "No key written twice")
