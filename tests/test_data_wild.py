@@ -97,3 +97,84 @@ def test_minified_json_array_is_located_by_index_not_all_at_line_1(run_cli, tmp_
     mixed.write_text("[\n" + json.dumps(rows[0]) + ",\n" + json.dumps(rows[1]) + ", " + json.dumps(rows[2])
                      + ",\n" + json.dumps(rows[3]) + "\n]")
     assert [r.line for r in readers.read_records(mixed)] == [2, None, None, 4]
+
+
+def _write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+PAIRS = {  # the preference shapes of TRL and LLaMA-Factory, two clean records each
+    "strings": [{"prompt": "The sky is", "chosen": " blue.", "rejected": " green."},
+                {"prompt": "The sun is", "chosen": " yellow.", "rejected": " purple."}],
+    "alpaca": [{"instruction": "Capital of France?", "input": "", "chosen": "Paris.", "rejected": "London."},
+               {"instruction": "2+2?", "input": "", "chosen": "4", "rejected": "5"}],
+    "conversational": [
+        {"prompt": [{"role": "user", "content": "Sky colour?"}], "chosen": [{"role": "assistant", "content": "Blue."}],
+         "rejected": [{"role": "assistant", "content": "Green."}]},
+        {"prompt": [{"role": "user", "content": "Sun?"}], "chosen": [{"role": "assistant", "content": "A star."}],
+         "rejected": [{"role": "assistant", "content": "A planet."}]}],
+    "implicit": [
+        {"chosen": [{"role": "user", "content": "Sky colour?"}, {"role": "assistant", "content": "Blue."}],
+         "rejected": [{"role": "user", "content": "Sky colour?"}, {"role": "assistant", "content": "Green."}]},
+        {"chosen": [{"role": "user", "content": "Sun?"}, {"role": "assistant", "content": "A star."}],
+         "rejected": [{"role": "user", "content": "Sun?"}, {"role": "assistant", "content": "A planet."}]}],
+    "sharegpt": [
+        {"conversations": [{"from": "human", "value": "Capital of France?"}],
+         "chosen": {"from": "gpt", "value": "Paris."}, "rejected": {"from": "gpt", "value": "London."}},
+        {"conversations": [{"from": "human", "value": "2+2?"}],
+         "chosen": {"from": "gpt", "value": "4"}, "rejected": {"from": "gpt", "value": "5"}}],
+}
+
+
+def test_preference_pairs_are_detected_and_pass(run_cli, tmp_path):
+    """chosen/rejected data was "cannot tell the format" (auto) or a missing 'output' on every
+    record (a dataset_info.json ``ranking`` entry)."""
+    for shape, rows in PAIRS.items():
+        path = _write_jsonl(tmp_path / f"{shape}.jsonl", rows)
+        code, doc, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+        train = doc["splits"]["train"]
+        assert "preference pairs: " in train["format"]["how"] and train["format"]["keys"]["rejected"] == "rejected"
+        assert {k: f["observed"] for k, f in findings.items() if f["status"] not in ("pass", "skip")} == {}, shape
+        assert code == 0 and train["stats"]["samples"] == 2, shape
+
+
+def test_preference_pair_defects():
+    from preflight.data.formats import detect
+
+    def found(rows: list) -> list[str]:
+        schema = detect(rows, "auto", "t")
+        return sorted({p[0] for r in rows for p in problems_of(r, schema)})
+
+    strings = PAIRS["strings"]
+    assert found([strings[0], {"prompt": "Snow is", "chosen": "white", "rejected": " "}]) == ["data.empty_answer"]
+    assert found([strings[0], {"prompt": "Snow is", "chosen": "white", "rejected": None}]) == ["data.null_value"]
+    conv = PAIRS["conversational"][0]
+    assert found([conv, {**conv, "rejected": [{"role": "user", "content": "x"}]}]) == ["data.unknown_role"]
+    assert found([conv, {**conv, "rejected": "Green."}]) == ["data.wrong_type"]
+    assert found([conv, {**conv, "chosen": [{"role": "assistant", "content": ""}]}]) == ["data.empty_answer"]
+    # a prompt that already ends with the assistant: the chosen turn follows it ("Invalid message count")
+    sharegpt = PAIRS["sharegpt"][0]
+    ends_with_gpt = {**sharegpt, "conversations": sharegpt["conversations"] + [{"from": "gpt", "value": "Paris."}]}
+    assert found([sharegpt, ends_with_gpt]) == ["data.turn_order"]
+
+
+def test_llama_factory_ranking_entries(run_cli, tmp_path):
+    info = {"dpo_alpaca": {"file_name": "dpo.json", "ranking": True,
+                           "columns": {"prompt": "instruction", "query": "input", "chosen": "better", "rejected": "worse"}},
+            "dpo_sharegpt": {"file_name": "dpo_sg.json", "formatting": "sharegpt", "ranking": True,
+                             "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    alpaca = [{"instruction": r["instruction"], "input": "", "better": r["chosen"], "worse": r["rejected"]}
+              for r in PAIRS["alpaca"]]
+    (tmp_path / "dpo.json").write_text(json.dumps(alpaca, indent=1))
+    (tmp_path / "dpo_sg.json").write_text(json.dumps(PAIRS["sharegpt"], indent=1))
+    for name in info:
+        code, doc, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", name,
+                                    "--skip", "data.no_eval")
+        assert "ranking" in doc["splits"]["train"]["format"]["how"]
+        assert code == 0 and not [f for f in findings.values() if f["status"] in ("warn", "fail")], name
+    alpaca[1]["worse"] = ""
+    (tmp_path / "dpo.json").write_text(json.dumps(alpaca, indent=1))
+    code, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "dpo_alpaca")
+    assert code == 1 and findings["data.empty_answer"]["observed"].endswith("dpo.json:8 'worse' is empty")

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from preflight.data.preference import CHOSEN, REJECTED, is_pair
 from preflight.errors import InputError
 
 FORMATS = ("alpaca", "sharegpt", "messages", "text")
@@ -58,6 +59,7 @@ class Schema:
     content: str = "content"
     roles: dict[str, str] = field(default_factory=lambda: dict(MESSAGE_ROLES))
     completion: str | None = None  # TRL conversational prompt-completion: turns continue here
+    rejected: str | None = None  # preference pairs: the rejected answer (the chosen one is the answer)
     # text
     text: str = "text"
 
@@ -69,7 +71,7 @@ class Schema:
             own = {self.text}
         else:
             own = {self.messages, self.system, self.completion or self.messages, *CHAT_RECORD_KEYS}
-        return frozenset(own) | METADATA_KEYS
+        return frozenset(own) | {self.rejected or self.messages} | METADATA_KEYS
 
     @cached_property
     def message_keys(self) -> frozenset[str]:
@@ -87,7 +89,15 @@ class Schema:
                     "roles": dict(self.roles)}
             if self.completion:
                 keys["completion"] = self.completion
+        if self.rejected:
+            keys["rejected"] = self.rejected
         return {"format": self.format, "how": self.how, "keys": keys}
+
+    @property
+    def pairs(self) -> str:
+        """How the report names preference data (``""`` for anything else)."""
+        chosen = self.response if self.format == "alpaca" else (self.completion or self.messages)
+        return f"preference pairs: {chosen!r} over {self.rejected!r}" if self.rejected else ""
 
 
 def _chat_schema(fmt: str, how: str, key: str, first_message: dict | None) -> Schema:
@@ -97,9 +107,28 @@ def _chat_schema(fmt: str, how: str, key: str, first_message: dict | None) -> Sc
     return Schema(fmt, how, messages=key, role="role", content="content", roles=dict(MESSAGE_ROLES))
 
 
+def _pair_vote(record: dict) -> tuple[str, Schema] | None:
+    """A preference pair's shape (see preference.py), or None."""
+    pair = {"rejected": REJECTED}
+    for key in ("conversations", "messages", "prompt", CHOSEN):
+        value = record.get(key)
+        if isinstance(value, list):  # turns: the chosen ones follow them, unless they are the chosen
+            first = next((m for m in value if isinstance(m, dict)), None)
+            fmt = "sharegpt" if first is not None and "from" in first else "messages"
+            return fmt, replace(_chat_schema(fmt, "", key, first), completion=None if key == CHOSEN else CHOSEN, **pair)
+    if "instruction" in record:
+        return "alpaca", Schema("alpaca", "", response=CHOSEN, **pair)
+    if "prompt" in record or "question" in record:
+        prompt = "prompt" if "prompt" in record else "question"
+        return "alpaca", Schema("alpaca", "", prompt=prompt, query="(none)", response=CHOSEN, **pair)
+    return None
+
+
 def _vote(record: Any) -> tuple[str, Schema] | None:
     if not isinstance(record, dict):
         return None
+    if is_pair(record):
+        return _pair_vote(record)
     for key in ("messages", "conversations", "conversation"):
         value = record.get(key)
         if isinstance(value, list):
@@ -154,7 +183,9 @@ def detect(records: list[Any], forced: str, source: str) -> Schema:
                          "pass --format alpaca|sharegpt|messages|text", source=source)
     fmt, count = votes.most_common(1)[0]
     looked = len(records)
-    return replace(schemas[fmt], how=f"detected: {count} of the first {looked} records look like {fmt}")
+    schema = schemas[fmt]
+    pairs = f" ({schema.pairs})" if schema.pairs else ""
+    return replace(schema, how=f"detected: {count} of the first {looked} records look like {fmt}{pairs}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,10 +227,15 @@ def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
     tags = entry.get("tags") or {}
     if not isinstance(columns, dict) or not isinstance(tags, dict):
         raise InputError("columns and tags must be objects", source=source)
+    ranking = bool(entry.get("ranking"))
+    chosen, rejected = columns.get("chosen", CHOSEN), columns.get("rejected", REJECTED)
+    pair = {"rejected": rejected} if ranking else {}
+    if ranking:
+        how += f" (ranking: preference pairs, {chosen!r} over {rejected!r})"
     if formatting == "alpaca":
         return Schema("alpaca", how, prompt=columns.get("prompt", "instruction"), query=columns.get("query", "input"),
-                      response=columns.get("response", "output"), history=columns.get("history", "history"),
-                      system=columns.get("system", "system"))
+                      response=chosen if ranking else columns.get("response", "output"),
+                      history=columns.get("history", "history"), system=columns.get("system", "system"), **pair)
     default = SHAREGPT_ROLES if formatting == "sharegpt" else MESSAGE_ROLES
     role_tag = tags.get("role_tag", "from" if formatting == "sharegpt" else "role")
     content_tag = tags.get("content_tag", "value" if formatting == "sharegpt" else "content")
@@ -211,7 +247,7 @@ def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
             roles[str(tags[tag])] = cls
     return Schema("sharegpt" if formatting == "sharegpt" else "messages", how,
                   messages=columns.get("messages", "conversations"), system=columns.get("system", "system"),
-                  role=role_tag, content=content_tag, roles=roles)
+                  role=role_tag, content=content_tag, roles=roles, completion=chosen if ranking else None, **pair)
 
 
 def matching_entry(data_path: Path) -> tuple[str, dict[str, Any]] | None:

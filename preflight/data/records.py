@@ -12,6 +12,7 @@ from typing import Any
 
 from preflight.data.fields import MISSING, Problem, content_text, has_media, string_field, type_name
 from preflight.data.formats import Schema
+from preflight.data.preference import check_rejected_text, check_rejected_turn, reply_turns
 
 _ROLE_NAMES = {"U": "user", "A": "assistant", "C": "tool call", "T": "tool result", "S": "system"}
 
@@ -51,6 +52,8 @@ def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample
 
 
 def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
+    if s.rejected is not None:  # a preference pair: ``s.response`` is the chosen answer
+        check_rejected_text(record, s.rejected, problems)
     instruction, output = record.get(s.prompt), record.get(s.response)
     query, system = record.get(s.query, ""), record.get(s.system, "")
     if (instruction.__class__ is str and output.__class__ is str and query.__class__ is str
@@ -109,13 +112,11 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         else:
             problems.append(("data.wrong_type", f"{s.messages!r} is {type_name(messages)}, expected a list of turns"))
         return None
-    if s.completion is not None:  # TRL prompt-completion: the completion's turns follow the prompt's
-        completion = record.get(s.completion, MISSING)
-        if completion is MISSING:
-            problems.append(("data.missing_key", f"no {s.completion!r}"))
-            return None
-        if completion.__class__ is not list:
-            problems.append(("data.wrong_type", f"{s.completion!r} is {type_name(completion)}, expected a list of turns"))
+    if s.rejected is not None:
+        check_rejected_turn(record, s.rejected, s.role, s.content, s.roles, problems)
+    if s.completion is not None:  # TRL prompt-completion, a preference pair: the answer's turns follow
+        completion = reply_turns(record, s.completion, problems)
+        if completion is None:
             return None
         messages = messages + completion
     if not messages:
