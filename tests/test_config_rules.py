@@ -201,6 +201,23 @@ def test_full_fine_tuning_rate_on_lora(tmp_path, capsys):
     assert statuses(doc, "config.lr_vs_method") == ["pass"]
 
 
+def test_preference_training_rates_are_not_judged_by_sft_ranges(tmp_path, capsys):
+    # LLaMA-Factory's examples/train_lora/llama3_lora_dpo.yaml and llama3_lora_kto.yaml: LoRA at 5e-6
+    dpo = edit_yaml(copy_config(tmp_path, LORA, "dpo.yaml"), {"stage": "dpo", "learning_rate": "5.0e-6"})
+    _, doc = run_config(capsys, dpo, "--gpu", "H100")
+    [f] = by_id(doc, "config.lr_vs_method")
+    assert f["status"] == "skip" and "DPO" in f["observed"] and f["line"] == line_of(dpo, "learning_rate")
+    sft = edit_yaml(copy_config(tmp_path, LORA, "sft.yaml"), {"learning_rate": "5.0e-6"})
+    _, doc = run_config(capsys, sft, "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["warn"]
+    axolotl = edit_yaml(copy_config(tmp_path, "axolotl/lora-1b.yml"), {"learning_rate": "5.0e-6"}, "rl: dpo\n")
+    _, doc = run_config(capsys, axolotl, "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["skip"]
+    axolotl = edit_yaml(axolotl, {"rl": None})
+    _, doc = run_config(capsys, axolotl, "--gpu", "H100")
+    assert statuses(doc, "config.lr_vs_method") == ["warn"]
+
+
 def test_method_unknown_for_plain_training_arguments(tmp_path, capsys):
     _, doc = run_config(capsys, CONFIGS / "hf/training_args.json", "--gpu", "H100")
     assert statuses(doc, "config.lr_vs_method") == ["skip"]

@@ -169,6 +169,25 @@ class Job:
         return None
 
 
+    def objective(self) -> tuple[str, str] | None:
+        """(the training objective, where it is said) when it is not supervised fine-tuning or
+        pre-training: LLaMA-Factory ``stage`` rm/ppo/dpo/kto, Axolotl ``rl`` or ``reward_model``."""
+        t = self.trainer
+        if t is None:
+            return None
+        if t.kind == "llamafactory":
+            stage = str(t.get("stage") or "sft").strip().lower()
+            return None if stage in ("sft", "pt") else (stage, t.at("stage"))
+        if t.kind == "axolotl":
+            rl = t.get("rl")
+            if rl not in (None, False, "") and str(rl).lower() not in ("false", "none"):
+                return str(rl).lower(), t.at("rl")
+            if t.get("reward_model") is True or t.get("process_reward_model") is True:
+                key = "reward_model" if t.get("reward_model") is True else "process_reward_model"
+                return "reward model", t.at(key)
+        return None
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 

@@ -45,7 +45,9 @@ def learning_rate(job: Job) -> tuple[float, str, str] | None:
 def lr_vs_method(job: Job) -> Iterator[Located]:
     """A learning rate outside the published range for the method: a LoRA rate (2e-4) pasted into
     full fine-tuning diverges or erases what the model knew; a full fine-tuning rate (2e-5) on LoRA
-    barely moves the adapters. Heuristic: warns."""
+    barely moves the adapters. Heuristic: warns. Skipped for preference and reward training (DPO,
+    KTO, PPO, RM), whose rates sit below the SFT ranges: LLaMA-Factory's own
+    ``examples/train_lora/llama3_lora_dpo.yaml`` and ``llama3_lora_kto.yaml`` train LoRA at 5e-6."""
     lr = learning_rate(job)
     method = job.method()
     if lr is None:
@@ -55,6 +57,11 @@ def lr_vs_method(job: Job) -> Iterator[Located]:
         yield Located(where, skip(f"{key} = {fmt(rate)}; method unknown (give --method full|lora|qlora)"))
         return
     name, said = method
+    objective = job.objective()
+    if objective is not None:
+        yield Located(where, skip(f"{key} = {fmt(rate)} for {objective[0].upper()} ({objective[1]}): the published "
+                                  "ranges are for supervised fine-tuning"))
+        return
     if name in ("full", "freeze"):
         if rate >= FULL_LORA_PASTE:
             yield Located(where, warn(f"{key} = {fmt(rate)} for {name} fine-tuning ({said}): a LoRA-sized rate",
