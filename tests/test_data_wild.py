@@ -178,3 +178,14 @@ def test_llama_factory_ranking_entries(run_cli, tmp_path):
     (tmp_path / "dpo.json").write_text(json.dumps(alpaca, indent=1))
     code, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "dpo_alpaca")
     assert code == 1 and findings["data.empty_answer"]["observed"].endswith("dpo.json:8 'worse' is empty")
+
+
+def test_dataset_info_columns_for_tools_and_media_are_not_unexpected(run_cli, tmp_path):
+    info = {"sg": {"file_name": "sg.json", "formatting": "sharegpt",
+                   "columns": {"messages": "conversations", "tools": "functions", "images": "pics"}}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    row = {"conversations": [{"from": "human", "value": "<image>hi"}, {"from": "gpt", "value": "yo"}],
+           "functions": "[]", "pics": ["a.png"]}
+    (tmp_path / "sg.json").write_text(json.dumps([row, {**row, "picz": []}], indent=1))
+    _, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "sg")
+    assert findings["data.unexpected_key"]["observed"].endswith("sg.json:18 'picz'")  # only the misspelt one

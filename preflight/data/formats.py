@@ -37,6 +37,8 @@ METADATA_KEYS = frozenset({"id", "idx", "uid", "source", "category", "lang", "la
                            "score", "domain", "type", "name"})
 
 
+# dataset_info.json columns read beside the text, whichever names they map to
+MAPPED_COLUMNS = ("tools", "images", "videos", "audios", "kto_tag")
 # record-level keys of OpenAI chat fine-tuning beside ``messages`` (and ``tools``, above)
 CHAT_RECORD_KEYS = frozenset({"functions", "parallel_tool_calls"})
 
@@ -60,6 +62,7 @@ class Schema:
     roles: dict[str, str] = field(default_factory=lambda: dict(MESSAGE_ROLES))
     completion: str | None = None  # TRL conversational prompt-completion: turns continue here
     rejected: str | None = None  # preference pairs: the rejected answer (the chosen one is the answer)
+    mapped: frozenset[str] = frozenset()  # other columns a dataset_info.json entry maps (tools, images, ...)
     # text
     text: str = "text"
 
@@ -71,7 +74,7 @@ class Schema:
             own = {self.text}
         else:
             own = {self.messages, self.system, self.completion or self.messages, *CHAT_RECORD_KEYS}
-        return frozenset(own) | {self.rejected or self.messages} | METADATA_KEYS
+        return frozenset(own) | {self.rejected or self.messages} | self.mapped | METADATA_KEYS
 
     @cached_property
     def message_keys(self) -> frozenset[str]:
@@ -227,6 +230,7 @@ def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
     tags = entry.get("tags") or {}
     if not isinstance(columns, dict) or not isinstance(tags, dict):
         raise InputError("columns and tags must be objects", source=source)
+    mapped = frozenset(str(columns[k]) for k in MAPPED_COLUMNS if k in columns)
     ranking = bool(entry.get("ranking"))
     chosen, rejected = columns.get("chosen", CHOSEN), columns.get("rejected", REJECTED)
     pair = {"rejected": rejected} if ranking else {}
@@ -235,7 +239,8 @@ def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
     if formatting == "alpaca":
         return Schema("alpaca", how, prompt=columns.get("prompt", "instruction"), query=columns.get("query", "input"),
                       response=chosen if ranking else columns.get("response", "output"),
-                      history=columns.get("history", "history"), system=columns.get("system", "system"), **pair)
+                      history=columns.get("history", "history"), system=columns.get("system", "system"),
+                      mapped=mapped, **pair)
     default = SHAREGPT_ROLES if formatting == "sharegpt" else MESSAGE_ROLES
     role_tag = tags.get("role_tag", "from" if formatting == "sharegpt" else "role")
     content_tag = tags.get("content_tag", "value" if formatting == "sharegpt" else "content")
@@ -247,7 +252,8 @@ def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:
             roles[str(tags[tag])] = cls
     return Schema("sharegpt" if formatting == "sharegpt" else "messages", how,
                   messages=columns.get("messages", "conversations"), system=columns.get("system", "system"),
-                  role=role_tag, content=content_tag, roles=roles, completion=chosen if ranking else None, **pair)
+                  role=role_tag, content=content_tag, roles=roles, completion=chosen if ranking else None,
+                  mapped=mapped, **pair)
 
 
 def matching_entry(data_path: Path) -> tuple[str, dict[str, Any]] | None:
