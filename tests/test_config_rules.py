@@ -491,6 +491,27 @@ def test_llamafactory_do_eval_without_data(tmp_path, capsys):
     assert f["status"] == "fail" and f["line"] == line_of(path, "do_eval")
 
 
+PREDICT = "examples/train_lora/llama3_lora_predict.yaml"
+
+
+def test_an_evaluation_only_config_is_not_judged_as_training(tmp_path, capsys):
+    # LLaMA-Factory's predict example: do_predict, no do_train (false by default: nothing trains)
+    code, doc = run_config(capsys, CONFIGS / PREDICT, "--gpu", "H100", "--gpus", "8")
+    assert problems(doc) == {} and code == 0
+    assert statuses(doc, "config.eval_without_data") == ["pass"]
+    trains = edit_yaml(copy_config(tmp_path, PREDICT), append="do_train: true\n")
+    _, doc = run_config(capsys, trains, "--gpu", "H100", "--gpus", "8")
+    assert problems(doc) == {"config.steps_per_epoch": ["warn"], "config.no_eval": ["warn"]}
+
+
+def test_predict_with_generate_needs_an_eval_dataset_not_val_size(tmp_path, capsys):
+    path = edit_yaml(copy_config(tmp_path, PREDICT), {"eval_dataset": None}, "dataset: alpaca_en_demo\nval_size: 0.1\n")
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.eval_without_data")
+    assert code == 1 and f["status"] == "fail" and f["line"] == line_of(path, "predict_with_generate")
+    assert "eval_dataset" in f["remediation"]
+
+
 def test_deepspeed_auto_values_alone_are_not_judged(capsys):
     _, doc = run_config(capsys, CONFIGS / "examples/deepspeed/ds_z3_config.json", "--gpu", "H100")
     [f] = by_id(doc, "config.batch_arithmetic")

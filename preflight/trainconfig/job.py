@@ -169,6 +169,17 @@ class Job:
         return None
 
 
+    def evaluates_only(self) -> str | None:
+        """Where a LLaMA-Factory config asks only to evaluate or predict (``do_eval``/``do_predict``
+        without ``do_train``, which defaults to false there: nothing is trained), else None."""
+        t = self.trainer
+        if t is None or t.kind != "llamafactory" or t.get("do_train") in (True, "true", "True"):
+            return None
+        for key in ("do_predict", "do_eval"):
+            if t.get(key) in (True, "true", "True"):
+                return t.at(key)
+        return None
+
     def objective(self) -> tuple[str, str] | None:
         """(the training objective, where it is said) when it is not supervised fine-tuning or
         pre-training: LLaMA-Factory ``stage`` rm/ppo/dpo/kto, Axolotl ``rl`` or ``reward_model``."""

@@ -171,7 +171,9 @@ def accelerate_processes(job: Job) -> Iterator[Located]:
 def steps_per_epoch(job: Job) -> Iterator[Located]:
     """Fewer than about 10 optimizer steps per epoch leaves warmup, the schedule and evaluation
     almost nothing to work with (a heuristic; data_config_ux_anchors §2.6). Dataset size from
-    ``--train-samples`` or LLaMA-Factory's ``max_samples`` cap."""
+    ``--train-samples`` or LLaMA-Factory's ``max_samples`` cap. Not for an evaluation-only config."""
+    if job.evaluates_only():
+        return
     micro, accum, where = trainer_batch(job)
     world = job.world_size()
     samples, source = job.train_samples, "--train-samples"

@@ -66,7 +66,7 @@ def no_eval(job: Job) -> Iterator[Located]:
     when the model starts to overfit, and the last checkpoint is kept whatever it is worth
     (heuristic; data_config_ux_anchors §2.6; LLaMA-Factory's ``val_size`` defaults to 0)."""
     t = job.trainer
-    if t is None:
+    if t is None or job.evaluates_only():
         return
     if (as_number(t.get("max_steps")) or 0) > 0:
         return
@@ -94,7 +94,9 @@ def eval_without_data(job: Job) -> Iterator[Located]:
     """Evaluation requested (an eval strategy, or ``do_eval``/``do_predict``) with no eval split:
     LLaMA-Factory raises "Please make sure eval_dataset be provided or val_size >1e-6"
     (hparams/parser.py; TrainingArguments turns ``do_eval`` on with any eval strategy), Axolotl "eval_steps and eval_strategy are
-    not supported with val_set_size == 0" (utils/schemas/validation.py)."""
+    not supported with val_set_size == 0" (utils/schemas/validation.py). ``predict_with_generate``
+    needs an ``eval_dataset`` itself: "Cannot use `predict_with_generate` if `eval_dataset` is None."
+    (LLaMA-Factory hparams/parser.py ``get_train_args``, commit 003a2acb)."""
     t = job.trainer
     if t is None or t.kind not in ("llamafactory", "axolotl"):
         return
@@ -107,6 +109,13 @@ def eval_without_data(job: Job) -> Iterator[Located]:
             if flag is not None and as_bool(flag.value):
                 asked = flag
                 break
+    generate = job.at(t, "predict_with_generate") if t.kind == "llamafactory" else None
+    if generate is not None and as_bool(generate.value) and not t.get("eval_dataset"):
+        yield Located(generate.where, fail(
+            "predict_with_generate with no eval_dataset: LLaMA-Factory raises \"Cannot use `predict_with_generate` "
+            "if `eval_dataset` is None\" (a val_size split does not count)", "an eval_dataset",
+            "set eval_dataset: (a dataset name from dataset_info.json)"))
+        return
     if asked is None:
         return
     has_data, why = eval_data(job)

@@ -50,7 +50,7 @@ def lr_vs_method(job: Job) -> Iterator[Located]:
     ``examples/train_lora/llama3_lora_dpo.yaml`` and ``llama3_lora_kto.yaml`` train LoRA at 5e-6."""
     lr = learning_rate(job)
     method = job.method()
-    if lr is None:
+    if lr is None or job.evaluates_only():
         return
     rate, where, key = lr
     if method is None:
@@ -102,7 +102,7 @@ def no_warmup(job: Job) -> Iterator[Located]:
     with Adam's second-moment estimate still near zero, are the largest of the run (heuristic;
     Alpaca and QLoRA use ratio 0.03, LLaMA-Factory examples 0.1)."""
     lr = learning_rate(job)
-    if lr is None:
+    if lr is None or job.evaluates_only():
         return
     rate, where, key = lr
     found = _warmup(job)
