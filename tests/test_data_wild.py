@@ -189,3 +189,15 @@ def test_dataset_info_columns_for_tools_and_media_are_not_unexpected(run_cli, tm
     (tmp_path / "sg.json").write_text(json.dumps([row, {**row, "picz": []}], indent=1))
     _, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "sg")
     assert findings["data.unexpected_key"]["observed"].endswith("sg.json:18 'picz'")  # only the misspelt one
+
+
+def test_jsonl_line_cut_short_is_at_its_end_not_column_1(tmp_path):
+    """The newline ending a JSONL line made a truncated record "Expecting ',' delimiter (column 1)"."""
+    from preflight.data import readers
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n{"instruction": "d", "output": "e"\r\n{"a": 2, "b": oops}\n{"a": 1}{"b": 2}')
+    errors = [(r.line, r.error) for r in readers.read_records(path) if r.error]
+    assert errors == [(2, "invalid JSON: Expecting ',' delimiter (at the end of the line, column 35: cut short?)"),
+                      (3, "invalid JSON: Expecting value (column 15)"),
+                      (4, "invalid JSON: Extra data (column 9)")]

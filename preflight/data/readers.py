@@ -189,7 +189,12 @@ def _json_error(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text (byte {exc.start})"
     text = str(exc).split(": line ")[0]
-    column = getattr(exc, "colno", None)
+    column: Any = getattr(exc, "colno", None)
+    if isinstance(exc, json.JSONDecodeError):  # one JSONL line: an error past its end is at its end
+        line = exc.doc.rstrip("\r\n") if isinstance(exc.doc, str) else ""
+        if exc.pos >= len(line):
+            return f"invalid JSON: {text} (at the end of the line, column {len(line) + 1}: cut short?)"
+        column = exc.pos + 1
     if column is None and ": line " in str(exc):
         column = str(exc).rsplit(" column ", 1)[-1].split(" ")[0]
     return f"invalid JSON: {text}" + (f" (column {column})" if column else "")
