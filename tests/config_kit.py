@@ -5,6 +5,7 @@ The configs under ``tests/fixtures/configs`` are modelled on the frameworks' pub
   ``examples/deepspeed/ds_z{2,3,3_offload}_config.json``: hiyouga/LLaMA-Factory ``examples/``
   (same paths); ``qwen3_lora_sft_eval.yaml`` is the LoRA example with its ``### eval`` block
   uncommented;
+  ``examples/train_lora/llama3_lora_predict.yaml``: LLaMA-Factory's predict example as published;
 - ``axolotl/lora-1b.yml``: axolotl-ai-cloud/axolotl ``examples/llama-3/lora-1b.yml``;
   ``axolotl/qlora.yml``: ``examples/llama-2/qlora.yml``;
 - ``accelerate/*.yaml``: what ``accelerate config`` writes (multi-GPU, two machines; DeepSpeed

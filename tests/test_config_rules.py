@@ -396,6 +396,26 @@ def test_deepspeed_file_followed_relative_to_the_working_directory(capsys, monke
     assert statuses(doc, "config.deepspeed_file") == ["pass"] and code == 0
 
 
+def test_deepspeed_path_is_resolved_from_the_working_directory_first(tmp_path, capsys, monkeypatch):
+    # LLaMA-Factory hands deepspeed: to transformers unchanged, which opens it from the working directory
+    for folder, stage in ((tmp_path, 3), (tmp_path / "sub", 7)):
+        write_json(_mkdirs(folder / "examples/deepspeed") / "ds.json",
+                   {"train_micro_batch_size_per_gpu": "auto", "zero_optimization": {"stage": stage}})
+    lf = edit_yaml(copy_config(tmp_path / "sub", FULL), {"deepspeed": "examples/deepspeed/ds.json"})
+    monkeypatch.chdir(tmp_path)
+    _, doc = run_config(capsys, lf, "--gpu", "H100")
+    assert Path(doc["files"][1]["path"]).resolve() == (tmp_path / "examples/deepspeed/ds.json").resolve()
+    assert statuses(doc, "config.zero_stage") == ["pass"]
+    monkeypatch.chdir(tmp_path / "sub/examples")  # not there: the one beside the YAML is read
+    _, doc = run_config(capsys, lf, "--gpu", "H100")
+    assert statuses(doc, "config.zero_stage") == ["fail"]
+
+
+def _mkdirs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _facts_with_transformers(tmp_path: Path, version: str) -> Path:
     """The H200 facts fixture with another transformers version."""
     data = json.loads((FACTS / "h200_vm.json").read_text())

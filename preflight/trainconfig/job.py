@@ -204,14 +204,16 @@ def _positive_int(value: Any) -> bool:
 
 
 def resolve_relative(value: str, config: Path) -> Path | None:
-    """A path written in a config: relative to the config's folder, else to the working directory
-    (LLaMA-Factory resolves from where it is started)."""
+    """A path written in a config: relative to the working directory, as the trainers open it
+    (LLaMA-Factory passes ``deepspeed:`` and ``model_name_or_path`` unchanged to transformers, which
+    checks ``os.path.exists`` from where the job starts: hparams/parser.py ``read_args``, accelerate
+    ``HfDeepSpeedConfig``); else relative to the config's folder, for a check run from elsewhere."""
     try:
         candidate = Path(value).expanduser()
         if candidate.is_absolute():
             return candidate if candidate.exists() else None
-        if (config.parent / candidate).exists():
-            return config.parent / candidate
-        return candidate if candidate.exists() else None
+        if candidate.exists():
+            return candidate
+        return config.parent / candidate if (config.parent / candidate).exists() else None
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user
         return None
