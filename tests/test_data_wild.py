@@ -201,3 +201,12 @@ def test_jsonl_line_cut_short_is_at_its_end_not_column_1(tmp_path):
     assert errors == [(2, "invalid JSON: Expecting ',' delimiter (at the end of the line, column 35: cut short?)"),
                       (3, "invalid JSON: Expecting value (column 15)"),
                       (4, "invalid JSON: Extra data (column 9)")]
+
+
+def test_only_a_pair_schema_knows_rejected():
+    alpaca, pair = Schema("alpaca", "t"), Schema("alpaca", "t", response="chosen", rejected="rejected")
+    assert problems_of({"instruction": "q", "output": "a", "messages": []}, alpaca) == [
+        ("data.unexpected_key", "'messages'")]
+    assert problems_of({"instruction": "q", "output": "a", "rejected": "b"}, alpaca) == [
+        ("data.unexpected_key", "'rejected'")]
+    assert problems_of({"instruction": "q", "chosen": "a", "rejected": "b"}, pair) == []

@@ -74,7 +74,9 @@ class Schema:
             own = {self.text}
         else:
             own = {self.messages, self.system, self.completion or self.messages, *CHAT_RECORD_KEYS}
-        return frozenset(own) | {self.rejected or self.messages} | self.mapped | METADATA_KEYS
+        if self.rejected:
+            own.add(self.rejected)
+        return frozenset(own) | self.mapped | METADATA_KEYS
 
     @cached_property
     def message_keys(self) -> frozenset[str]:
