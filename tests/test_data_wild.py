@@ -210,3 +210,16 @@ def test_only_a_pair_schema_knows_rejected():
     assert problems_of({"instruction": "q", "output": "a", "rejected": "b"}, alpaca) == [
         ("data.unexpected_key", "'rejected'")]
     assert problems_of({"instruction": "q", "chosen": "a", "rejected": "b"}, pair) == []
+
+
+def test_two_hits_in_one_record_count_one_record(run_cli, tmp_path):
+    """A ShareGPT record with roles user/assistant made "3 records" of unknown roles out of 2."""
+    rows = [{"conversations": [{"from": "user", "value": "Hi"}, {"from": "assistant", "value": "Hello"}]},
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "chatgpt", "value": "Yo"}]},
+            {"conversations": [{"from": "human", "value": "Hey"}, {"from": "gpt", "value": "Hello"}]}]
+    _, _, findings = check(run_cli, str(_write_jsonl(tmp_path / "sg.jsonl", rows)))
+    f = findings["data.unknown_role"]
+    assert f["evidence"]["count"] == 2 and f["observed"].startswith("2 records: ")
+    assert [loc["at"].rsplit(":", 1)[1] for loc in f["evidence"]["locations"]] == ["1", "2"]
+    first = f["evidence"]["locations"][0]["detail"]
+    assert first.startswith("turn 0 from 'user'") and " and turn 1 from 'assistant'" in first

@@ -234,13 +234,21 @@ def no_eval(ctx: dict) -> str:
 
 @dataclass
 class Hits:
-    """Hits per rule id: a count and the first ``keep`` locations with their detail."""
+    """Hits per rule id: a count of records and the first ``keep`` locations with their detail.
+    Hits of one rule in one record (two unknown roles) are one record, the details joined."""
 
     keep: int = 5
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    last: dict[str, str] = field(default_factory=dict)  # rule id -> where its last hit was
 
     def add(self, rule_id: str, where: str, detail: str) -> None:
+        if self.last.get(rule_id) == where:
+            examples = self.examples[rule_id]
+            if examples[-1][0] == where:
+                examples[-1] = (where, f"{examples[-1][1]} and {detail}")
+            return
+        self.last[rule_id] = where
         n = self.counts.get(rule_id, 0)
         self.counts[rule_id] = n + 1
         if n < self.keep:
