@@ -223,3 +223,14 @@ def test_facts_with_a_malformed_compute_capability(tmp_path, capsys):
     facts.write_text(json.dumps(data))
     assert main(["config", str(CONFIGS / "hf/training_args.json"), "--facts", str(facts)]) == 2
     assert f"{facts}: GPU compute capability 'seven'" in capsys.readouterr().err
+
+
+def test_findings_of_a_deepspeed_file_alone_are_under_its_own_name(tmp_path, capsys):
+    # a skip with no line used to be filed under a made-up "(configs)" heading
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"train_batch_size": 64, "zero_optimization": {"stage": 2}}\n')
+    code = main(["config", str(ds), "--gpu", "H100"])
+    out = capsys.readouterr().out
+    assert code == 0 and "(configs)" not in out
+    code, doc = run_config(capsys, ds, "--gpu", "H100")
+    assert {f["file"] for f in doc["findings"]} == {str(ds)}

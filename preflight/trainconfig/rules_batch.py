@@ -21,7 +21,7 @@ def trainer_batch(job: Job) -> tuple[int | None, int, str]:
     micro_s, accum_s = job.setting("micro_batch"), job.setting("grad_accum")
     micro = as_count(micro_s.value) if micro_s else (HF_DEFAULT_MICRO if t is not None and t.kind != "axolotl" else None)
     accum = as_count(accum_s.value) if accum_s else 1
-    where = (micro_s or accum_s).where if (micro_s or accum_s) else (str(t.path) if t else "")
+    where = (micro_s or accum_s).where if (micro_s or accum_s) else str((t or job.files[0]).path) if (t or job.files) else "(configs)"
     return micro or None, accum or 1, where
 
 
@@ -126,7 +126,7 @@ def batch_arithmetic(job: Job) -> Iterator[Located]:
                 "give the trainer config too to check them"))
             return
         else:
-            yield Located(where or "(configs)", skip("no micro batch size in the configs"))
+            yield Located(where, skip("no micro batch size in the configs"))
             return
     if W is None:
         yield Located(where, passed(
@@ -181,10 +181,10 @@ def steps_per_epoch(job: Job) -> Iterator[Located]:
     if samples is None and max_samples is not None and as_count(max_samples.value):
         samples, source = as_count(max_samples.value), f"max_samples at {max_samples.where}"
     if samples is None:
-        yield Located(where or "(configs)", skip("dataset size unknown (give --train-samples N)"))
+        yield Located(where, skip("dataset size unknown (give --train-samples N)"))
         return
     if micro is None or world is None:
-        yield Located(where or "(configs)", skip("global batch unknown (world size or micro batch missing)"))
+        yield Located(where, skip("global batch unknown (world size or micro batch missing)"))
         return
     global_batch = micro * accum * world[0]
     steps = math.ceil(samples / global_batch)
