@@ -223,3 +223,16 @@ def test_two_hits_in_one_record_count_one_record(run_cli, tmp_path):
     assert [loc["at"].rsplit(":", 1)[1] for loc in f["evidence"]["locations"]] == ["1", "2"]
     first = f["evidence"]["locations"][0]["detail"]
     assert first.startswith("turn 0 from 'user'") and " and turn 1 from 'assistant'" in first
+
+
+def test_compressed_file_is_a_clear_one_line_error(run_cli, tmp_path):
+    import gzip
+
+    path = tmp_path / "train.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps(PAIRS["alpaca"][0]) + "\n")
+    code, out, err = run_cli("data", str(path))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"{path}: compressed (.gz): not read; decompress it first (gunzip -k train.jsonl.gz)" in err
+    plain = _write_jsonl(tmp_path / "train.jsonl", PAIRS["alpaca"])
+    assert run_cli("data", str(plain), "--skip", "data.no_eval")[0] == 0

@@ -19,6 +19,7 @@ from preflight.errors import InputError
 
 CHUNK = 1 << 20  # characters read at a time from a JSON array
 PROGRESS_EVERY = 4096  # records between progress callbacks
+_COMPRESSED = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
 
 
 class Raw(NamedTuple):
@@ -78,6 +79,9 @@ def kind_of(path: Path) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv", ".parquet"):
         return suffix[1:]
+    if suffix in _COMPRESSED:
+        raise InputError(f"compressed ({suffix}): not read; decompress it first ({_COMPRESSED[suffix]} {path.name})",
+                         source=str(path))
     if suffix in (".arrow",):
         raise InputError("Arrow files are not read yet; convert to Parquet or JSONL", source=str(path))
     head = _head(path)
