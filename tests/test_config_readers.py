@@ -80,6 +80,9 @@ def test_duplicate_yaml_keys_are_recorded_and_the_last_wins() -> None:
     ("a: 'open\n", 1, "unterminated"),
     ("a: 1\n---\nb: 2\n", 2, "several YAML documents"),
     ("just text\n", None, "mapping"),
+    ("key without colon\nstage: sft\n", 1, "expected 'key: value', got 'key without colon'"),
+    ("# header\nlearning_rate 1e-4\nstage: sft\n", 2, "expected 'key: value'"),
+    ("stage: sft\nlearning_rate 1e-4\n", 2, "expected 'key: value'"),
 ])
 def test_yaml_errors_name_the_line(tmp_path: Path, text: str, line: int | None, words: str) -> None:
     path = tmp_path / "bad.yaml"

@@ -97,6 +97,8 @@ class _Parser:
         self.doc.data = self._block(first.indent, ())
         self._skip_blank()
         if self.i < len(self.raw):
+            if not isinstance(self.doc.data, (dict, list)):  # a line of text above the settings
+                raise self.error(f"expected 'key: value', got {self._content(first)[:40]!r}", first.number)
             line = self.raw[self.i]
             raise self.error(f"unexpected indentation or text {self._content(line)[:40]!r}", line.number)
         return self.doc
