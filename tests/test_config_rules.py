@@ -201,6 +201,20 @@ def test_full_fine_tuning_rate_on_lora(tmp_path, capsys):
     assert statuses(doc, "config.lr_vs_method") == ["pass"]
 
 
+def test_max_samples_caps_each_llamafactory_dataset(tmp_path, capsys):
+    # data/loader.py truncates every dataset to max_samples before merging them
+    one = edit_yaml(copy_config(tmp_path, LORA, "one.yaml"), {"dataset": "alpaca_en_demo", "max_samples": "40",
+                                                             "per_device_train_batch_size": "1",
+                                                             "gradient_accumulation_steps": "8"})
+    _, doc = run_config(capsys, one, "--gpu", "H100", "--gpus", "1")
+    [f] = by_id(doc, "config.steps_per_epoch")
+    assert f["status"] == "warn" and "40 samples" in f["observed"]  # 40 / 8 = 5 steps
+    two = edit_yaml(one, {"dataset": "identity,alpaca_en_demo"})
+    _, doc = run_config(capsys, two, "--gpu", "H100", "--gpus", "1")
+    [f] = by_id(doc, "config.steps_per_epoch")
+    assert f["status"] == "pass" and "80 samples" in f["observed"]  # up to 2 × 40: 10 steps
+
+
 def test_preference_training_rates_are_not_judged_by_sft_ranges(tmp_path, capsys):
     # LLaMA-Factory's examples/train_lora/llama3_lora_dpo.yaml and llama3_lora_kto.yaml: LoRA at 5e-6
     dpo = edit_yaml(copy_config(tmp_path, LORA, "dpo.yaml"), {"stage": "dpo", "learning_rate": "5.0e-6"})

@@ -25,6 +25,15 @@ def trainer_batch(job: Job) -> tuple[int | None, int, str]:
     return micro or None, accum or 1, where
 
 
+def dataset_count(job: Job) -> int:
+    """How many datasets LLaMA-Factory's ``dataset:`` names (``a,b`` or a list), at least 1."""
+    t = job.trainer
+    names = t.get("dataset") if t is not None else None
+    if isinstance(names, str):
+        return max(1, len([n for n in names.split(",") if n.strip()]))
+    return max(1, len(names)) if isinstance(names, list) else 1
+
+
 def _invalid_trainer_batch(job: Job) -> Iterator[Located]:
     """Batch sizes the trainer cannot use: torch's BatchSampler raises "batch_size should be a
     positive integer value", and accumulation steps below 1 never step the optimizer."""
@@ -179,7 +188,11 @@ def steps_per_epoch(job: Job) -> Iterator[Located]:
     samples, source = job.train_samples, "--train-samples"
     max_samples = job.setting("max_samples")
     if samples is None and max_samples is not None and as_count(max_samples.value):
-        samples, source = as_count(max_samples.value), f"max_samples at {max_samples.where}"
+        # LLaMA-Factory caps each dataset at max_samples, then merges them (data/loader.py
+        # _load_single_dataset): at most max_samples × the number of datasets
+        cap, count = as_count(max_samples.value), dataset_count(job)
+        samples = cap * count  # type: ignore[operator]
+        source = f"max_samples at {max_samples.where}" + (f" × {count} datasets" if count > 1 else "")
     if samples is None:
         yield Located(where, skip("dataset size unknown (give --train-samples N)"))
         return
