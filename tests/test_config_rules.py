@@ -215,6 +215,17 @@ def test_max_samples_caps_each_llamafactory_dataset(tmp_path, capsys):
     assert f["status"] == "pass" and "80 samples" in f["observed"]  # up to 2 × 40: 10 steps
 
 
+def test_load_best_model_is_refused_for_reward_and_ppo_stages(tmp_path, capsys):
+    best = "load_best_model_at_end: true\nsave_strategy: steps\n"
+    rm = edit_yaml(copy_config(tmp_path, LORA, "rm.yaml"), {"stage": "rm"}, best)
+    code, doc = run_config(capsys, rm, "--gpu", "H100")
+    [f] = by_id(doc, "config.best_model_strategy")
+    assert code == 1 and f["status"] == "fail" and f["line"] == line_of(rm, "load_best_model_at_end")
+    dpo = edit_yaml(copy_config(tmp_path, LORA, "dpo.yaml"), {"stage": "dpo"}, best)
+    _, doc = run_config(capsys, dpo, "--gpu", "H100")
+    assert statuses(doc, "config.best_model_strategy") == ["pass"]
+
+
 def test_preference_training_rates_are_not_judged_by_sft_ranges(tmp_path, capsys):
     # LLaMA-Factory's examples/train_lora/llama3_lora_dpo.yaml and llama3_lora_kto.yaml: LoRA at 5e-6
     dpo = edit_yaml(copy_config(tmp_path, LORA, "dpo.yaml"), {"stage": "dpo", "learning_rate": "5.0e-6"})

@@ -131,10 +131,17 @@ def best_model_strategy(job: Job) -> Iterator[Located]:
     """``load_best_model_at_end`` needs the save and eval strategies to match (unless
     ``save_strategy: best``): TrainingArguments raises "--load_best_model_at_end requires the save
     and eval strategy to match" (transformers training_args.py ``_validate_args``). Defaults count:
-    eval_strategy ``no``, save_strategy ``steps``."""
+    eval_strategy ``no``, save_strategy ``steps``. LLaMA-Factory's RM and PPO stages refuse it
+    outright: "RM and PPO stages do not support `load_best_model_at_end`." (hparams/parser.py
+    ``get_train_args``, commit 003a2acb)."""
     t = job.trainer
     lb = job.setting("load_best")
     if t is None or t.kind not in ("hf", "llamafactory") or lb is None or not as_bool(lb.value):
+        return
+    stage = str(t.get("stage") or "sft").strip().lower() if t.kind == "llamafactory" else None
+    if stage in ("rm", "ppo"):
+        yield Located(lb.where, fail(f"load_best_model_at_end with stage {stage}: LLaMA-Factory refuses it",
+                                     "no best-model loading for RM/PPO", "set load_best_model_at_end: false"))
         return
     ev, sv = job.setting("eval_strategy"), job.setting("save_strategy")
     e, s = strategy(ev, "no"), strategy(sv, "steps")
