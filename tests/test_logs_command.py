@@ -92,3 +92,43 @@ def test_follow_reports_again_when_the_log_grows(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _state(n: int) -> str:
+    history = [{"step": s, "loss": 2.0 - s / 100, "learning_rate": 1e-4, "epoch": s / 100}
+               for s in range(1, n + 1)]
+    return json.dumps({"global_step": n, "log_history": history}, indent=2)
+
+
+def test_follow_survives_a_log_caught_mid_write(tmp_path):
+    """The Trainer rewrites trainer_state.json in place at every save: a poll that catches it
+    half written (or a restarted run's empty file) is said once on stderr and read again, and
+    the watch goes on to report the grown log. A file broken at the first read still exits 2."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "trainer_state.json"
+    log.write_text(_state(20))
+    cmd = [sys.executable, "-m", "preflight", "logs", str(log), "--json", "--follow", "--interval", "0.2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["series"]["train_loss"]["points"] == 20
+        log.write_text(_state(40)[:300])  # caught mid-write
+        time.sleep(1.0)
+        assert proc.poll() is None, "the watch ended on a half-written log"
+        log.write_text(_state(40))
+        second = json.loads(proc.stdout.readline())
+        assert second["series"]["train_loss"]["points"] == 40
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "invalid JSON" in err and "reading again" in err and "Traceback" not in err
+    assert err.count("invalid JSON") == 1  # said once, not at every poll
+
+    log.write_text(_state(40)[:300])  # broken from the start: nothing to keep watching
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "invalid JSON" in done.stderr and done.stdout == ""

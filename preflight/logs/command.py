@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -141,8 +142,23 @@ def run_logs(args: argparse.Namespace) -> int:
     strict = bool(args.strict)
     console = None  # rich is imported only to draw: --json output does not pay for it
     last_signature = None
+    last_problem = None
     while True:
-        log, diagnoses, findings = _analyse(args.path, configured)
+        try:
+            log, diagnoses, findings = _analyse(args.path, configured)
+        except InputError as exc:
+            # Once a live log has been read, a later read can catch it mid-write (the Trainer
+            # rewrites trainer_state.json in place at every save) or just truncated (a restarted
+            # run): say so once and read again at the next poll, rather than end the watch.
+            if not args.follow or last_signature is None:
+                raise
+            if str(exc) != last_problem:
+                print(f"preflight logs: {exc} (reading again every {args.interval:g} s)",
+                      file=sys.stderr, flush=True)
+                last_problem = str(exc)
+            time.sleep(args.interval)
+            continue
+        last_problem = None
         code = exit_code(findings, strict=strict)
         if args.plot:
             _plot(args.plot, log, chart_marks(diagnoses))
