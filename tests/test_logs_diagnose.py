@@ -144,8 +144,56 @@ def test_nan_loss_fails_at_its_step_with_the_learning_rate():
 def test_inf_loss_counts_as_non_finite():
     log = make_log(loss=lambda s: math.inf if s == 300 else clean_loss(s))
     nan = by_id(diagnose(log))["logs.nan_loss"]
-    assert nan.outcome.status == Status.FAIL and nan.steps == (300,)
+    # one transient point: what fp16 loss scaling skips, a warning at its step
+    assert nan.outcome.status == Status.WARN and nan.steps == (300,)
     assert nan.outcome.evidence["finite_again_later"] is True
+    assert nan.outcome.evidence["within_fp16_scaler_budget"] is True
+
+
+def _fp16_log(n: int, bad_loss=(), bad_grad=()) -> RunLog:
+    log = make_log(n)
+    for s in bad_loss:
+        log.series["train_loss"].values[s - 1] = math.nan
+    for i, s in enumerate(bad_grad):
+        log.series["grad_norm"].values[s - 1] = math.inf if i % 2 else math.nan
+    return log
+
+
+def test_fp16_overflow_steps_are_not_a_divergence():
+    """fp16 loss scaling skips steps while its scale calibrates (here steps 1-12) and about once
+    per growth of the scale (steps 2013, 4013 of 6000): non-finite gradient norms there pass,
+    and a NaN loss on two early steps warns; neither fails."""
+    n = 6000
+    calibration, growth = list(range(1, 13)), [2013, 4013]
+    ds = diagnose(_fp16_log(n, bad_loss=[4, 5], bad_grad=calibration + growth))
+    d = by_id(ds)
+    g = d["logs.grad_norm_explosion"]
+    assert g.outcome.status == Status.PASS, g.outcome.observed
+    assert "14 non-finite point(s) at steps 1-4013" in g.outcome.observed
+    assert "fp16 loss scaling" in g.outcome.observed
+    nan = d["logs.nan_loss"]
+    assert nan.outcome.status == Status.WARN and nan.steps == (4,)
+    assert "transient" in nan.outcome.observed and "fp16" in nan.outcome.remediation
+    assert not any(x.outcome.status == Status.FAIL for x in ds)
+    # the finite norms are still judged: an explosion among them is found, the note kept
+    log = _fp16_log(n, bad_grad=calibration)
+    log.series["grad_norm"].values[2999:3010] = [v * 100 for v in log.series["grad_norm"].values[2999:3010]]
+    g = by_id(diagnose(log))["logs.grad_norm_explosion"]
+    assert g.outcome.status == Status.WARN and g.steps[0] == 3000 and "fp16 loss scaling" in g.outcome.observed
+
+
+def test_non_finite_points_beyond_the_fp16_scaler_are_judged():
+    n = 6000
+    spread = list(range(100, 6000, 300))  # 20 after the calibration: more than 1 + 6000 // 1000
+    g = by_id(diagnose(_fp16_log(n, bad_grad=spread)))["logs.grad_norm_explosion"]
+    assert g.outcome.status == Status.WARN and g.steps == (100,)
+    assert "20 of 6000 points non-finite" in g.outcome.observed
+    nan = by_id(diagnose(_fp16_log(n, bad_loss=spread)))["logs.nan_loss"]
+    assert nan.outcome.status == Status.FAIL and nan.outcome.evidence["within_fp16_scaler_budget"] is False
+    # early and transient, but non-finite again at the very end: a divergence, not the scaler
+    nan = by_id(diagnose(_fp16_log(n, bad_loss=[3, 4, n])))["logs.nan_loss"]
+    assert nan.outcome.status == Status.FAIL
+    assert f"non-finite again at the last logged step {n}" in nan.outcome.observed
 
 
 @pytest.mark.parametrize(("length", "status"), [(5, Status.WARN), (None, Status.FAIL)])
@@ -169,6 +217,9 @@ def test_grad_norm_explosion_at_its_step(length, status):
 def test_non_finite_grad_norm():
     log = make_log()
     log.series["grad_norm"].values[200] = math.inf  # an fp16 overflow step, finite again after
+    g = by_id(diagnose(log))["logs.grad_norm_explosion"]
+    assert g.outcome.status == Status.PASS and "1 non-finite point(s) at step 201" in g.outcome.observed
+    log.series["grad_norm"].values[500] = math.nan  # a second one in 1000 steps is one too many
     g = by_id(diagnose(log))["logs.grad_norm_explosion"]
     assert g.outcome.status == Status.WARN and g.steps == (201,)
     log = make_log()

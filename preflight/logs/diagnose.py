@@ -34,6 +34,7 @@ from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any
 
 from preflight.findings import Outcome, Status, fail, passed, skip, warn
+from preflight.logs.overflow import within_scaler_budget
 
 if TYPE_CHECKING:
     from preflight.logs.series import RunLog
@@ -131,6 +132,11 @@ class Thresholds:
         fixed-shape jobs vary < 10 %, variable-length batches ~15 %.
     throughput_window: 0.25. The early and late medians are over the first and last 25 %.
     max_points: 5000. The downsampling cap for rolling statistics (see the module docstring).
+    overflow_calibration_steps: 50, overflow_interval: 1000. Non-finite points that fp16 loss
+        scaling explains: any number within the first 50 steps (the scaler calibrating down from
+        2^16 or 2^32), then at most one per 1000 steps, plus one (one skipped step per growth of
+        the scale); see :mod:`preflight.logs.overflow`. Non-finite gradient norms within that
+        pass; a transiently non-finite loss within it warns instead of failing.
     """
 
     spike_z: float = 6.0
@@ -154,6 +160,8 @@ class Thresholds:
     throughput_drop: float = 0.25
     throughput_window: float = 0.25
     max_points: int = 5000
+    overflow_calibration_steps: int = 50
+    overflow_interval: int = 1000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +179,8 @@ class _Curve:
     bad_count: int = 0
     bad_step: int | None = None
     bad_value: float | None = None
+    bad_steps: list[int] = field(default_factory=list)    # steps of the non-finite points
+    ends_finite: bool = True                               # the last logged point is finite
     last_finite_before_bad: tuple[int, float] | None = None
     stride: int = 1
     sub: list[float] = field(default_factory=list)         # one sampled point per block
@@ -210,10 +220,14 @@ def _curve(log: RunLog, name: str, max_points: int) -> _Curve | None:
                 curve.last_finite_before_bad = (steps[bad - 1], values[bad - 1])
             if not any(map(isfinite, values[bad:])):  # the usual case: NaN from there on
                 curve.steps, curve.values = steps[:bad], values[:bad]
+                curve.bad_steps = steps[bad:]
             else:
-                keep = list(compress(range(len(values)), map(isfinite, values)))
+                finite = list(map(isfinite, values))
+                keep = list(compress(range(len(values)), finite))
                 curve.steps = list(map(steps.__getitem__, keep))
                 curve.values = list(map(values.__getitem__, keep))
+                curve.bad_steps = list(compress(steps, map(operator.not_, finite)))
+            curve.ends_finite = isfinite(values[-1])
             curve.bad_count = len(values) - len(curve.values)
     n = len(curve.values)
     b = curve.stride = max(1, -(-n // max(1, max_points)))
@@ -438,6 +452,16 @@ def _step_range(steps: list[int] | tuple[int, ...]) -> str:
 # divergence
 
 
+def _scaler_skips(c: _Context, curve: _Curve) -> bool:
+    """Whether the curve's non-finite points are only what fp16 loss scaling skips: finite again
+    at its last point, and few enough (:mod:`preflight.logs.overflow`)."""
+    if not curve.bad_steps or not curve.ends_finite or not curve.steps:
+        return False
+    return within_scaler_budget(curve.bad_steps, min(curve.steps[0], curve.bad_steps[0]),
+                                curve.steps[-1], calibration_steps=c.t.overflow_calibration_steps,
+                                interval=c.t.overflow_interval)
+
+
 def _nan_loss(c: _Context) -> Diagnosis:
     id_ = "logs.nan_loss"
     curves = [x for x in (c.train, c.eval) if x is not None]
@@ -452,14 +476,22 @@ def _nan_loss(c: _Context) -> Diagnosis:
     lr = _at(c.lr, step)
     gn = _at(c.grad, step)
     recovered_after = bool(first.steps) and first.steps[-1] > step
+    # a few transient non-finite points are what fp16 loss scaling skips: worth a look, not a
+    # failure; a loss non-finite at the end of the log, or too often, is
+    transient = all(_scaler_skips(c, x) for x in bad)
     observed = (f"{first.name} is {first.bad_value} at step {step} (learning rate there "
                 f"{_fmt(lr)}); {first.bad_count} of {first.raw_count} points non-finite"
                 + ("; finite again later" if recovered_after else "; never finite again"))
+    if not first.ends_finite and recovered_after:
+        observed += f", and non-finite again at the last logged step {first.bad_steps[-1]}"
     if first.last_finite_before_bad:
         observed += (f"; last finite {first.name} {_fmt(first.last_finite_before_bad[1])} at step "
                      f"{first.last_finite_before_bad[0]}")
     remediation = (
-        f"Lower the learning rate (e.g. {_fmt(lr / 2) if lr else 'halve it'}) and clip gradients "
+        ("A few non-finite losses that are finite again, at the start or about once per 1000 "
+         "steps, are overflow steps that fp16 dynamic loss scaling skips; if they recur: "
+         if transient else "")
+        + f"Lower the learning rate (e.g. {_fmt(lr / 2) if lr else 'halve it'}) and clip gradients "
         "(max_grad_norm=1.0); use bf16=True instead of fp16 (fp16 overflows above 65504); add "
         "warmup (warmup_ratio=0.03); check the batch at that step: a batch whose labels are all "
         "-100 (prompt longer than max_length, over-aggressive masking) gives a NaN loss; resume "
@@ -468,12 +500,18 @@ def _nan_loss(c: _Context) -> Diagnosis:
         "series": first.name, "step": step, "value": str(first.bad_value),
         "learning_rate": _num(lr), "grad_norm": _num(gn),
         "non_finite_points": first.bad_count, "points": first.raw_count,
-        "finite_again_later": recovered_after,
+        "finite_again_later": recovered_after, "ends_finite": first.ends_finite,
+        "within_fp16_scaler_budget": transient,
         "last_finite": ({"step": first.last_finite_before_bad[0],
                          "value": _num(first.last_finite_before_bad[1])}
                         if first.last_finite_before_bad else None),
         "others": {x.name: x.bad_step for x in bad if x is not first},
     }
+    if transient:
+        observed += ("; transient, and no more than fp16 loss scaling skips (any in the first "
+                     f"{c.t.overflow_calibration_steps} steps, then about one per "
+                     f"{c.t.overflow_interval} steps)")
+        return _d(id_, warn(observed, "finite loss at every step", remediation, **evidence), (step,))
     return _d(id_, fail(observed, "finite loss at every step", remediation, **evidence), (step,))
 
 
@@ -570,7 +608,14 @@ def _grad_norm_explosion(c: _Context) -> Diagnosis:
     remediation_base = ("Clip gradients (max_grad_norm=1.0, the Trainer default; check it isn't 0 "
                         "or None), lower the learning rate, add warmup (warmup_ratio=0.03), prefer "
                         "bf16=True to fp16, and inspect the batches at the onset.")
-    if gn.bad_step is not None:
+    overflow_note = ""
+    if gn.bad_step is not None and _scaler_skips(c, gn):
+        # what fp16 loss scaling skips: said, and the finite norms are still judged below
+        overflow_note = (f"; {gn.bad_count} non-finite point(s) at {_step_range(gn.bad_steps)}, "
+                         "finite again: overflow steps that fp16 loss scaling skips (any in the "
+                         f"first {t.overflow_calibration_steps} steps, then about one per "
+                         f"{t.overflow_interval} steps), which is normal")
+    elif gn.bad_step is not None:
         step = gn.bad_step
         lr = _at(c.lr, step)
         persistent = not gn.steps or gn.steps[-1] < step
@@ -585,13 +630,13 @@ def _grad_norm_explosion(c: _Context) -> Diagnosis:
                        "scaler skips; many of them mean the scale keeps collapsing. " + remediation_base)
         return _d(id_, warn(observed, expected, remediation, **evidence), (step,))
     if len(gn) < t.min_points:
-        return _d(id_, skip(f"only {len(gn)} grad_norm points (need {t.min_points})"))
+        return _d(id_, skip(f"only {len(gn)} grad_norm points (need {t.min_points})" + overflow_note))
     meds, _ = _rolling(gn.sub, t.spike_window, t.spike_min_history, with_mad=False)
     upper = [m * t.grad_factor if m is not None and m > 0 else None for m in meds]
     episodes, count, truncated = _excursions(gn.values, gn.stride, upper, t.spike_recovery)
     if not episodes:
         return _d(id_, passed(f"grad_norm within {t.grad_factor:g}x of its rolling median over "
-                              f"{len(gn)} points", expected))
+                              f"{len(gn)} points" + overflow_note, expected))
     records = []
     for ep in episodes:
         step = gn.steps[ep.index]
@@ -609,7 +654,8 @@ def _grad_norm_explosion(c: _Context) -> Diagnosis:
                 f"{_fmt(first['ratio'])}x its rolling median {_fmt(first['rolling_median'])} "
                 f"(learning rate {_fmt(first['learning_rate'])}); {count}"
                 f"{'+' if truncated else ''} episode(s) in {_step_range(steps)}"
-                + (f"; sustained from step {sustained[0]['step']}" if sustained else "; each subsided"))
+                + (f"; sustained from step {sustained[0]['step']}" if sustained else "; each subsided")
+                + overflow_note)
     evidence = {"explosions": records, "count": count, "stride": gn.stride, "truncated": truncated}
     if sustained:
         return _d(id_, fail(observed, expected, remediation_base, **evidence), steps)
