@@ -340,6 +340,37 @@ def test_loss_near_zero_by_ten_percent_is_fast_convergence():
     assert "preflight data" in f.outcome.remediation
 
 
+def test_skipped_steps_logged_as_zero_loss_are_not_convergence():
+    """DeepSpeed logs loss 0.0 for steps it skipped on fp16 overflow, often the first few while
+    the loss scale calibrates: no sign of a model that sees the answers."""
+    zeros = set(range(1, 9)) | {300, 301, 302}
+    log = make_log(loss=lambda s: 0.0 if s in zeros else clean_loss(s))
+    d = by_id(diagnose(log, configured=COSINE))
+    assert d["logs.fast_convergence"].outcome.status == Status.PASS, d["logs.fast_convergence"].outcome.observed
+    # real losses near zero among the zeros still count
+    log = make_log(loss=lambda s: 0.0 if s in zeros else min(clean_loss(s), 0.01 if s > 20 else 9.0))
+    f = by_id(diagnose(log, configured=COSINE))["logs.fast_convergence"]
+    assert f.outcome.status == Status.WARN and f.steps == (23,)
+    # nor a baseline the first real loss "spikes" from, nor the start fit is judged from
+    calibration = set(range(1, 31))  # DeepSpeed from 2^32: ~30 skipped steps logged as 0.0
+    ds = diagnose(make_log(loss=lambda s: 0.0 if s in calibration else clean_loss(s)), configured=COSINE)
+    assert fired(ds) == {}, {d.id: d.outcome.observed for d in ds if d.outcome.status >= Status.WARN}
+    nan = by_id(ds)["logs.nan_loss"]
+    assert "exactly 0.0 at 30 of 1000 points (steps 1-30)" in nan.outcome.observed
+    flat = by_id(diagnose(make_log(loss=lambda s: 0.0 if s in calibration else 1.5), configured=COSINE))
+    assert flat["logs.underfitting"].outcome.status == Status.WARN
+
+
+def test_a_loss_of_exactly_zero_for_long_is_reported():
+    """Past what skipped steps explain (here from step 600 to the end), a loss of exactly 0.0 means
+    no loss is computed (labels all -100): a warning at its first step, not a quiet pass."""
+    ds = diagnose(make_log(loss=lambda s: 0.0 if s >= 600 else clean_loss(s)), configured=COSINE)
+    nan = by_id(ds)["logs.nan_loss"]
+    assert nan.outcome.status == Status.WARN and nan.steps == (600,)
+    assert "through the last logged step" in nan.outcome.observed and "-100" in nan.outcome.remediation
+    assert by_id(ds)["logs.loss_spike"].outcome.status == Status.PASS
+
+
 # --- missing evidence, throughput ---------------------------------------------------------------
 
 

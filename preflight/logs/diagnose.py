@@ -180,6 +180,7 @@ class _Curve:
     bad_step: int | None = None
     bad_value: float | None = None
     bad_steps: list[int] = field(default_factory=list)    # steps of the non-finite points
+    zero_steps: list[int] = field(default_factory=list)   # train_loss: steps logged as exactly 0.0
     ends_finite: bool = True                               # the last logged point is finite
     last_finite_before_bad: tuple[int, float] | None = None
     stride: int = 1
@@ -229,6 +230,16 @@ def _curve(log: RunLog, name: str, max_points: int) -> _Curve | None:
                 curve.bad_steps = list(compress(steps, map(operator.not_, finite)))
             curve.ends_finite = isfinite(values[-1])
             curve.bad_count = len(values) - len(curve.values)
+    if name == "train_loss" and 0.0 in curve.values:  # one C-level scan
+        # A loss of exactly 0.0 is no measurement: DeepSpeed logs it for a step it skipped on an
+        # fp16 overflow (often the first 10-30 while the loss scale calibrates), and a batch whose
+        # labels are all -100 gives it with some losses. Kept as points, a run of them at the
+        # start is a baseline the first real loss "spikes" from, and a step "converged" to 0.
+        # They are left out of the curve and reported by logs.nan_loss.
+        real = list(map(operator.ne, curve.values, repeat(0.0)))
+        curve.zero_steps = list(compress(curve.steps, map(operator.not_, real)))
+        curve.steps = list(compress(curve.steps, real))
+        curve.values = list(compress(curve.values, real))
     n = len(curve.values)
     b = curve.stride = max(1, -(-n // max(1, max_points)))
     if b == 1:
@@ -462,15 +473,46 @@ def _scaler_skips(c: _Context, curve: _Curve) -> bool:
                                 interval=c.t.overflow_interval)
 
 
+_ZERO_REMEDIATION = (
+    "A loss of exactly 0 is no trained model: no loss was computed there. Check that the batches "
+    "have labels (all -100 when the prompt is longer than max_length/cutoff_len, or a template "
+    "or masking bug), that a custom compute_loss returns the loss, and whether every step is "
+    "skipped (fp16 loss scale collapsed: 'OVERFLOW! Skipping step' in the output; use bf16=True).")
+
+
+def _zero_losses(c: _Context) -> tuple[str, bool]:
+    """A note on train_loss points logged as exactly 0.0 (left out of the curve), and whether
+    they are more than skipped steps explain: more than fp16 loss scaling skips, or at the end."""
+    tr = c.train
+    if tr is None or not tr.zero_steps:
+        return "", False
+    zs = tr.zero_steps
+    at_end = not tr.steps or zs[-1] > tr.steps[-1]
+    explained = not at_end and within_scaler_budget(
+        zs, min(zs[0], tr.steps[0]), max(zs[-1], tr.steps[-1]),
+        calibration_steps=c.t.overflow_calibration_steps, interval=c.t.overflow_interval)
+    note = (f"; train_loss is exactly 0.0 at {len(zs)} of {tr.raw_count} points "
+            f"({_step_range(zs)}{', through the last logged step' if at_end else ''})")
+    note += (", left out of the curve: steps an fp16 engine skipped" if explained
+             else ": no loss was computed there")
+    return note, not explained
+
+
 def _nan_loss(c: _Context) -> Diagnosis:
     id_ = "logs.nan_loss"
     curves = [x for x in (c.train, c.eval) if x is not None]
     if not curves:
         return _d(id_, skip("no loss series logged"))
     bad = [x for x in curves if x.bad_step is not None]
+    zero_note, zero_bad = _zero_losses(c)
     if not bad:
-        return _d(id_, passed(f"{' and '.join(x.name for x in curves)} finite at every logged point",
-                              "finite loss"))
+        observed = f"{' and '.join(x.name for x in curves)} finite at every logged point" + zero_note
+        if zero_bad:
+            zs = c.train.zero_steps  # type: ignore[union-attr]
+            return _d(id_, warn(observed, "finite, non-zero loss", _ZERO_REMEDIATION,
+                                zero_points=len(zs), first_zero_step=zs[0], last_zero_step=zs[-1]),
+                      (zs[0],))
+        return _d(id_, passed(observed, "finite loss"))
     first = min(bad, key=lambda x: x.bad_step)
     step = first.bad_step
     lr = _at(c.lr, step)
@@ -487,6 +529,7 @@ def _nan_loss(c: _Context) -> Diagnosis:
     if first.last_finite_before_bad:
         observed += (f"; last finite {first.name} {_fmt(first.last_finite_before_bad[1])} at step "
                      f"{first.last_finite_before_bad[0]}")
+    observed += zero_note
     remediation = (
         ("A few non-finite losses that are finite again, at the start or about once per 1000 "
          "steps, are overflow steps that fp16 dynamic loss scaling skips; if they recur: "
@@ -933,10 +976,11 @@ def _fast_convergence(c: _Context) -> Diagnosis:
         i = bisect.bisect_left(ep.values, 1.0)  # epochs ascend
         if i < len(ep) and ep.steps[i] > early_end:
             early_end, basis = ep.steps[i], "the first epoch"
-    # first point (of the downsampled curve) where a 5-point running median is under fast_loss
+    # first point (of the downsampled curve) where a 5-point running median is under fast_loss;
+    # the window holds at least 3 points (one low point at the very start is not a trend)
     sub, idx = tr.sub, tr.sub_index
     hit = None
-    for g in range(len(sub)):
+    for g in range(2, len(sub)):
         if tr.steps[idx[g]] > early_end:
             break
         if sub[g] < t.fast_loss and _median(sub[max(0, g - 4) : g + 1]) < t.fast_loss:
