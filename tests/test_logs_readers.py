@@ -327,6 +327,24 @@ def test_csv_wandb_panel_export(tmp_path: Path) -> None:
     assert log.meta["columns"]["train_loss"] == "run-1 - train/loss"
 
 
+def test_csv_tensorboard_scalar_download_names_its_metric_in_the_file_name(tmp_path: Path) -> None:
+    """TensorBoard's "Download CSV" is Wall time, Step, Value: which metric is in the file name."""
+    text = "Wall time,Step,Value\n1700000000.5,10,2.5\n1700000003.1,20,2.25\n"
+    for name, canonical in (("run-.-tag-train_loss.csv", "train_loss"),
+                            ("run-Jan01_12-00-00_host-tag-train%2Flearning_rate.csv", "learning_rate"),
+                            ("run-x-tag-train_grad_norm.csv", "grad_norm"),
+                            ("run-x-tag-eval_loss.csv", "eval_loss")):
+        log = read_log(write(tmp_path / name, text))
+        assert list(log.series) == [canonical], name
+        assert log.series[canonical].steps == [10, 20] and log.series[canonical].values == [2.5, 2.25]
+    with pytest.raises(InputError, match=r"run-x-tag-epoch_accuracy\.csv: a one-metric export "
+                                         r"\(Wall time, Step, Value\).*'epoch_accuracy'.*tag-train_loss"):
+        read_log(write(tmp_path / "run-x-tag-epoch_accuracy.csv", text))
+    # a Value column beside named metrics is just another column
+    log = read_log(write(tmp_path / "run-x-tag-train_loss2.csv", "step,loss,value\n1,2.0,9\n"))
+    assert list(log.series) == ["train_loss"] and log.meta["other_metrics"] == ["value"]
+
+
 def test_csv_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"a\.csv:1: no step column.*time, loss"):
         read_log(write(tmp_path / "a.csv", "time,loss\n1,2\n"))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.errors import InputError
+from preflight.logs import scalar_export
 from preflight.logs.series import CANONICAL, RunLog, Series
 
 # canonical name -> (accepted keys/columns, most wanted first; unit). Matched case-insensitively.
@@ -718,6 +719,9 @@ def _read_csv(path: Path) -> RunLog:
     for h, col in zip(reversed(header), reversed(columns)):
         by_name[h] = col
     plan, other = _column_plan(header, step_col)
+    if not plan and scalar_export.is_scalar_export(set(names)):
+        plan = _scalar_export_plan(path, names["value"], header)
+        other = []
     step_cells = by_name[step_col]
     series: dict[str, Series] = {}
     for canonical in CANONICAL:
@@ -743,6 +747,20 @@ def _read_csv(path: Path) -> RunLog:
         "other_metrics": other,
     }
     return RunLog(source=source, format="csv", series=series, meta=meta)
+
+
+def _scalar_export_plan(path: Path, value_column: str, header: list[str]) -> dict[str, tuple[str, str | None]]:
+    """For a one-scalar export (Wall time, Step, Value): the metric its file name names."""
+    for name in scalar_export.tag_names(path):
+        plan, _ = _column_plan([name], "")
+        if plan:
+            ((canonical, (_, unit)),) = plan.items()
+            return {canonical: (value_column, unit)}
+    raise InputError(
+        f"a one-metric export ({', '.join(header)}) names its metric in the file name, and "
+        f"{scalar_export.tag_names(path)[0]!r} is not one this reads (loss, eval_loss, "
+        "learning_rate/lr, grad_norm, epoch, *_per_second): save it as e.g. "
+        "run-<run>-tag-train_loss.csv, as TensorBoard's Download CSV names it", source=str(path))
 
 
 # --------------------------------------------------------------------------------------------
