@@ -25,6 +25,24 @@ def test_run_folder_and_terminal_report(run_cli):
     assert "learning rate" in out  # the chart's second panel
 
 
+def test_a_folder_says_which_log_it_read(run_cli, tmp_path):
+    import shutil
+
+    for n in (999, 1000, 500):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+        shutil.copy(FIXTURES / "whisper_small_hi" / "trainer_state.json", tmp_path / f"checkpoint-{n}")
+    code, out, _ = run_cli("logs", str(tmp_path), "--json")
+    doc = json.loads(out)
+    assert doc["source"] == str(tmp_path / "checkpoint-1000" / "trainer_state.json")
+    assert doc["chosen_because"] == "the newest checkpoint's (checkpoint-1000: the highest step)"
+    assert doc["candidates"][1:] == [str(tmp_path / f"checkpoint-{n}" / "trainer_state.json") for n in (999, 500)]
+    _, out, _ = run_cli("logs", str(tmp_path))
+    assert "read: the newest checkpoint's (checkpoint-1000" in " ".join(out.split())
+    # a file named on the command line was not chosen: nothing to say
+    _, out, _ = run_cli("logs", str(tmp_path / "checkpoint-500" / "trainer_state.json"), "--json")
+    assert "chosen_because" not in json.loads(out)
+
+
 def test_training_config_is_compared(run_cli, tmp_path):
     config = tmp_path / "train.yaml"  # LLaMA-Factory style
     config.write_text("learning_rate: 1.0e-3\nlr_scheduler_type: cosine\nwarmup_ratio: 0.1\nnum_train_epochs: 3.0\n")
@@ -117,10 +135,14 @@ def test_follow_survives_a_log_caught_mid_write(tmp_path):
     try:
         first = json.loads(proc.stdout.readline())
         assert first["series"]["train_loss"]["points"] == 20
-        log.write_text(_state(40)[:300])  # caught mid-write
+        half = tmp_path / "half.json"
+        half.write_text(_state(40)[:300])
+        os.replace(half, log)  # caught mid-write (the same half each poll)
         time.sleep(1.0)
         assert proc.poll() is None, "the watch ended on a half-written log"
-        log.write_text(_state(40))
+        fresh = tmp_path / "fresh.json"
+        fresh.write_text(_state(40))
+        os.replace(fresh, log)  # whole at once: no other half-written state for a poll to catch
         second = json.loads(proc.stdout.readline())
         assert second["series"]["train_loss"]["points"] == 40
     finally:

@@ -432,6 +432,26 @@ def test_directory_preference_order(tmp_path: Path) -> None:
         "metrics.csv")]
 
 
+def test_directory_top_level_state_of_a_previous_run_is_not_read(tmp_path: Path) -> None:
+    """The top-level trainer_state.json is written at a run's end, after its last checkpoint: a
+    checkpoint more than a minute newer belongs to a later run in the same output_dir."""
+    import os
+    import time
+
+    top = write(tmp_path / "trainer_state.json", _state(3000))
+    ckpt = write(tmp_path / "checkpoint-200" / "trainer_state.json", _state(200))
+    now = time.time()
+    os.utime(top, (now - 3600, now - 3600))  # the previous run ended an hour ago
+    os.utime(ckpt, (now, now))
+    log = read_log(tmp_path)
+    assert log.source == str(ckpt)
+    assert "newer than the top-level one" in log.meta["chosen_because"]
+    assert log.meta["candidates"] == [str(ckpt), str(top)]
+    os.utime(top, (now - 5, now - 5))  # a copy: times seconds apart, in any order
+    log = read_log(tmp_path)
+    assert log.source == str(top) and log.meta["chosen_because"] == "the run's final trainer_state.json"
+
+
 def test_directory_plain_logs_and_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no training log found here"):
         read_log(tmp_path)

@@ -81,6 +81,19 @@ def _summary(log) -> dict[str, object]:  # noqa: ANN001
     }
 
 
+def chosen_line(log) -> str | None:  # noqa: ANN001
+    """For a directory: which of its logs was read and why, and the others found."""
+    candidates = log.meta.get("candidates")
+    if not candidates:
+        return None
+    others = [c for c in candidates if c != log.source]
+    line = f"read: {log.meta.get('chosen_because', 'the first log found')}"
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        line += f"; also found {shown} (pass one as PATH to read it instead)"
+    return line
+
+
 def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:  # noqa: ANN001
     from rich.table import Table
     from rich.text import Text
@@ -91,6 +104,9 @@ def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:
     points = max((len(s.steps) for s in log.series.values()), default=0)
     console.print(Text(f"preflight logs: {log.source}", style="bold"),
                   Text(f" ({log.format}, {points} points)"))
+    chosen = chosen_line(log)
+    if chosen:
+        console.print(Text(chosen, style="dim"))
     marks = chart_marks(diagnoses)
     console.print(render_chart(log.series, marks, width=max(30, min(100, console.width - 14))))
     table = Table(title=GROUP, title_justify="left", title_style="bold", expand=True, show_lines=True)
@@ -171,6 +187,8 @@ def run_logs(args: argparse.Namespace) -> int:
                     "source": log.source,
                     "format": log.format,
                     "series": _summary(log),
+                    **({"chosen_because": log.meta.get("chosen_because"),
+                        "candidates": log.meta["candidates"]} if log.meta.get("candidates") else {}),
                     "findings": [f.to_json() for f in findings],
                     "verdict": {"status": worst(findings).label, "exit_code": code},
                 }, indent=None if args.follow else 2), flush=True)

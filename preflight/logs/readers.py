@@ -86,8 +86,10 @@ def read_log(path: Path) -> RunLog:
     """Read a training log: a file, or a run's output directory searched for the known files.
 
     In a directory the first of these is read, and the others found are listed in
-    ``meta["candidates"]``: ``trainer_state.json`` at the top level, the one in the newest
-    ``checkpoint-N`` folder, ``trainer_log.jsonl``, TensorBoard event files (the newest, at any
+    ``meta["candidates"]`` (why the first, in words, in ``meta["chosen_because"]``):
+    ``trainer_state.json`` at the top level, the one in the newest (highest N) ``checkpoint-N``
+    folder (first when it is more than a minute newer than the top-level one: that is a previous
+    run's), ``trainer_log.jsonl``, TensorBoard event files (the newest, at any
     depth, e.g. ``runs/<date>/``), then top-level ``*.jsonl`` / ``*.csv`` with a step column.
     Raises :class:`InputError` naming the file (and line) for anything unreadable.
     """
@@ -119,6 +121,7 @@ def _read_log(path: Path) -> RunLog:
             chosen = next((c for c in candidates if not _is_tensorboard(c)), chosen)
         log = _read_file(chosen)
         log.meta["candidates"] = [str(c) for c in candidates]
+        log.meta["chosen_because"] = _chosen_because(path, chosen, candidates)
         return log
     return _read_file(path)
 
@@ -204,6 +207,8 @@ def _candidates(directory: Path) -> list[Path]:
         if m and (child / "trainer_state.json").is_file():
             checkpoints.append((int(m.group(1)), child / "trainer_state.json"))
     found.extend(p for _, p in sorted(checkpoints, reverse=True))
+    if top.is_file() and checkpoints and _stale(top, found[1]):
+        found[0], found[1] = found[1], found[0]
     lf = directory / "trainer_log.jsonl"
     if lf.is_file():
         # during a live LLaMA-Factory run the log is written every logging step and the newest
@@ -221,6 +226,37 @@ def _candidates(directory: Path) -> list[Path]:
             if p != lf and p.is_file() and _has_step_column(p):
                 found.append(p)
     return found
+
+
+# The top-level trainer_state.json is written when a run ends (Trainer.save_state), after its
+# last checkpoint: a checkpoint's that is newer by more than this is a later run's, in the same
+# output_dir, and the top-level one a previous run's. The margin keeps copies (a download, a cp
+# without -p), whose files get their times seconds apart in any order, on the top-level file.
+_STALE_AFTER_S = 60.0
+
+
+def _stale(top: Path, checkpoint: Path) -> bool:
+    try:
+        return checkpoint.stat().st_mtime > top.stat().st_mtime + _STALE_AFTER_S
+    except OSError:
+        return False
+
+
+def _chosen_because(directory: Path, chosen: Path, candidates: list[Path]) -> str:
+    """Why this log of the directory's was read, in words, for the report."""
+    top = directory / "trainer_state.json"
+    if chosen == top:
+        return "the run's final trainer_state.json"
+    if chosen.name == "trainer_state.json" and _CHECKPOINT_RE.match(chosen.parent.name):
+        if top in candidates:
+            return (f"{chosen.parent.name}'s trainer_state.json is newer than the top-level one "
+                    "(a previous run's in the same output_dir?)")
+        return f"the newest checkpoint's ({chosen.parent.name}: the highest step)"
+    if chosen.name == "trainer_log.jsonl" and any(c.name == "trainer_state.json" for c in candidates):
+        return "LLaMA-Factory's live log, written since the newest checkpoint"
+    if candidates and _is_tensorboard(candidates[0]) and not _is_tensorboard(chosen):
+        return "readable without the tensorboard package"
+    return "the first log found" if len(candidates) > 1 else "the only log found"
 
 
 def _has_step_column(path: Path) -> bool:
