@@ -114,6 +114,36 @@ def test_recovered_spike_is_a_warning_at_its_step():
     assert fired(list(d.values())) == {"logs.loss_spike": Status.WARN}
 
 
+def _per_batch_losses(n: int, seed: int) -> list[float]:
+    """Loss logged every step (logging_steps=1) of mixed SFT data: lognormal noise of 12 % and 2 %
+    hard batches (long or unusual samples) at 1.2-1.6x, as single-batch losses are."""
+    rng = random.Random(seed)
+    out = []
+    for s in range(1, n + 1):
+        v = (1.1 + 0.7 * math.exp(-s / 400)) * math.exp(rng.gauss(0, 0.12))
+        out.append(v * rng.uniform(1.2, 1.6) if rng.random() < 0.02 else v)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hard_batches_in_a_per_step_log_are_not_spikes(seed):
+    n = 3000
+    log = make_log(n)
+    log.series["train_loss"].values = _per_batch_losses(n, seed)
+    spike = by_id(diagnose(log))["logs.loss_spike"]
+    assert spike.outcome.status == Status.PASS, spike.outcome.observed
+    blips = spike.outcome.evidence["blips"]  # still reported, each back at the next point
+    assert blips and all(b["back_in_band_step"] == b["step"] + 1 and b["robust_z"] < 12 for b in blips)
+    assert "hard batches" in spike.outcome.observed
+    # a jump far outside that noise, or one that lasts two points, is still a spike
+    for k, factor, width in ((1500, 4.0, 1), (1500, 1.9, 3)):
+        values = _per_batch_losses(n, seed)
+        values[k - 1 : k - 1 + width] = [1.2 * factor] * width
+        log.series["train_loss"].values = values
+        spike = by_id(diagnose(log))["logs.loss_spike"]
+        assert spike.outcome.status == Status.WARN and k in spike.steps, (factor, width)
+
+
 def test_unrecovered_spike_is_a_failure():
     k = 600
     log = make_log(loss=lambda s: clean_loss(s) * (4 if s >= k else 1))
