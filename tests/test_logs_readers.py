@@ -168,6 +168,25 @@ def test_llamafactory_throughput_eval_and_extras(tmp_path: Path) -> None:
     assert {"reward", "accuracy"} <= set(log.meta["other_metrics"])
 
 
+def test_llamafactory_prediction_lines_do_not_set_the_run_length(tmp_path: Path) -> None:
+    """A predict/eval run into the same output_dir appends progress lines with its own
+    total_steps (batches); the training run's max_steps is its last training line's."""
+    from preflight.logs import jsonl_chunks
+
+    train = [{"current_steps": s, "total_steps": 3000, "loss": 2.0 - s / 3000, "lr": 1e-4,
+              "epoch": s / 1000, "percentage": s / 30, "elapsed_time": "0:01:00",
+              "remaining_time": "0:09:00"} for s in range(5, 3001, 5)]
+    predict = [{"current_steps": s, "total_steps": 40, "percentage": s * 2.5, "elapsed_time": "0:00:01",
+                "remaining_time": "0:00:09"} for s in range(5, 41, 5)]
+    log = read_log(write(tmp_path / "trainer_log.jsonl", jsonl(train + predict)))
+    assert log.meta["max_steps"] == 3000 and log.meta["percentage"] == 100.0
+    assert log.series["train_loss"].steps[-1] == 3000
+    log = read_log(write(tmp_path / "trainer_log.jsonl", jsonl(train)))  # negative: no such lines
+    assert log.meta["max_steps"] == 3000
+    many = jsonl(train * (jsonl_chunks.MIN_BYTES // len(jsonl(train)) + 1) + predict)
+    assert read_log(write(tmp_path / "big" / "trainer_log.jsonl", many)).meta["max_steps"] == 3000
+
+
 def test_llamafactory_null_eval_loss_is_not_a_point(tmp_path: Path) -> None:
     rows = [{"current_steps": 10, "total_steps": 100, "loss": 1.23, "eval_loss": None,
              "lr": 1e-05, "epoch": 0.1, "percentage": 10.0}]

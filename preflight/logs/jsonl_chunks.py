@@ -55,8 +55,10 @@ def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
             return None
     series = columns.series(_PLAN)
     last = columns.last_row
-    if not series or last is None:
-        return None  # the whole-file reader words it
+    if not series or last is None or last.keys() <= readers._LLAMAFACTORY_RUN_KEYS:
+        # (nothing read; or an evaluation's progress lines last, which do not say the training
+        # run's length: the whole-file reader finds its last training line)
+        return None
     if isinstance(last.get("total_steps"), (int, float)):
         meta["max_steps"] = int(last["total_steps"])
     meta["global_step"] = columns.max_step

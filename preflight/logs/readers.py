@@ -693,7 +693,9 @@ def _llamafactory(rows: list[dict], source: str, meta: dict[str, object], line_o
         if s is not None:
             series[canonical] = s
             columns[canonical] = column
-    last = rows[-1]
+    # the run's length is on its training lines: an evaluation or prediction run into the same
+    # output_dir appends progress lines (current_steps, total_steps of ITS batches, times only)
+    last = next((r for r in reversed(rows) if not r.keys() <= _LLAMAFACTORY_RUN_KEYS), rows[-1])
     if isinstance(last.get("total_steps"), (int, float)):
         meta["max_steps"] = int(last["total_steps"])
     meta["global_step"] = max(map(operator.itemgetter("current_steps"), rows))
