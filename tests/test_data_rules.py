@@ -134,7 +134,8 @@ def test_every_rule_is_exercised_by_the_planted_sets():
 
     planted = set(ALPACA_PLANTED) | set(SHAREGPT_PLANTED) | set(MESSAGES_PLANTED)
     cross_split = {"data.leakage", "data.near_leakage", "data.no_eval"}  # tests in test_data_cli.py
-    assert set(RULES) == planted | cross_split
+    pairs = {"data.identical_pair"}  # preference data: tests in test_data_wild.py
+    assert set(RULES) == planted | cross_split | pairs
     for r in RULES.values():
         assert r.doc and r.title, r.id
 

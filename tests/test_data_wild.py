@@ -236,3 +236,58 @@ def test_compressed_file_is_a_clear_one_line_error(run_cli, tmp_path):
     assert f"{path}: compressed (.gz): not read; decompress it first (gunzip -k train.jsonl.gz)" in err
     plain = _write_jsonl(tmp_path / "train.jsonl", PAIRS["alpaca"])
     assert run_cli("data", str(plain), "--skip", "data.no_eval")[0] == 0
+
+
+def _other_rejected(shape: str, row: dict, text: str) -> dict:
+    """``row`` with its rejected answer replaced by ``text``, in the row's own shape."""
+    rejected = row["rejected"]
+    if isinstance(rejected, str):
+        return {**row, "rejected": text}
+    if isinstance(rejected, dict):
+        return {**row, "rejected": {**rejected, "value": text}}
+    return {**row, "rejected": rejected[:-1] + [{**rejected[-1], "content": text}]}
+
+
+def _chosen_text(row: dict) -> str:
+    chosen = row["chosen"]
+    if isinstance(chosen, str):
+        return chosen
+    return chosen["value"] if isinstance(chosen, dict) else chosen[-1]["content"]
+
+
+def test_pairs_that_differ_only_in_the_rejected_answer_are_not_duplicates(run_cli, tmp_path):
+    """Several rejected answers per prompt (UltraFeedback-style binarisation) are distinct pairs;
+    the same pair twice is a duplicate."""
+    for shape, rows in PAIRS.items():
+        third = _other_rejected(shape, rows[0], "Something else entirely.")
+        path = _write_jsonl(tmp_path / f"{shape}.jsonl", [*rows, third])
+        code, _, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+        assert findings["data.duplicate"]["status"] == "pass" and code == 0, shape
+        path = _write_jsonl(tmp_path / f"{shape}.jsonl", [*rows, rows[0]])
+        _, _, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+        assert findings["data.duplicate"]["status"] == "warn", shape
+
+
+def test_a_pair_whose_rejected_answer_is_the_chosen_one_warns(run_cli, tmp_path):
+    for shape, rows in PAIRS.items():
+        same = _other_rejected(shape, rows[1], "  " + _chosen_text(rows[1]).upper() + " ")
+        path = _write_jsonl(tmp_path / f"{shape}.jsonl", [rows[0], same])
+        code, _, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+        assert findings["data.identical_pair"]["status"] == "warn", shape
+        assert f"{path.name}:2" in findings["data.identical_pair"]["observed"] and code == 0, shape
+        code, _, findings = check(run_cli, str(_write_jsonl(path, rows)), "--skip", "data.no_eval")
+        assert findings["data.identical_pair"]["status"] == "pass" and code == 0, shape
+    # not a preference pair: the rule has nothing to look at
+    schema_rows = [{"instruction": "a", "input": "", "output": "a"}, {"instruction": "b", "input": "", "output": "b"}]
+    _, _, findings = check(run_cli, str(_write_jsonl(tmp_path / "sft.jsonl", schema_rows)), "--skip", "data.no_eval")
+    assert findings["data.identical_pair"]["status"] == "pass"
+
+
+def test_turns_after_the_last_answer_make_a_different_record(run_cli, tmp_path):
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    rows = [{"messages": chat}, {"messages": chat + [{"role": "user", "content": "Bye"}]}]
+    _, _, findings = check(run_cli, str(_write_jsonl(tmp_path / "c.jsonl", rows)), "--skip", "data.no_eval")
+    assert findings["data.duplicate"]["status"] == "pass"
+    assert findings["data.last_turn_not_assistant"]["status"] == "fail"
+    _, _, findings = check(run_cli, str(_write_jsonl(tmp_path / "c.jsonl", [rows[0], rows[0]])), "--skip", "data.no_eval")
+    assert findings["data.duplicate"]["status"] == "warn"

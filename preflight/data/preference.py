@@ -42,35 +42,38 @@ def reply_turns(record: dict, key: str, problems: list[Problem]) -> list | None:
     return None
 
 
-def check_rejected_text(record: dict, key: str, problems: list[Problem]) -> None:
-    """The rejected answer of a string pair: present, a string, not empty."""
+def check_rejected_text(record: dict, key: str, problems: list[Problem]) -> str | None:
+    """The rejected answer of a string pair: present, a string, not empty. Returns its text."""
     text = string_field(record, key, True, problems)
     if text is not None and not text.strip():
         problems.append(("data.empty_answer", f"{key!r} is empty"))
+    return text
 
 
 def check_rejected_turn(record: dict, key: str, role_key: str, content_key: str, roles: dict[str, str],
-                        problems: list[Problem]) -> None:
-    """The rejected answer of a chat pair: its last turn is the assistant's, with content."""
+                        problems: list[Problem]) -> str | None:
+    """The rejected answer of a chat pair: its last turn is the assistant's, with content.
+    Returns that turn's text."""
     turns = reply_turns(record, key, problems)
     if turns is None:
-        return
+        return None
     if not turns:
         problems.append(("data.empty_answer", f"{key!r} is an empty list"))
-        return
+        return None
     turn: Any = turns[-1]
     if turn.__class__ is not dict:
         problems.append(("data.wrong_type", f"{key!r} turn is {type_name(turn)}, expected an object"))
-        return
+        return None
     role = turn.get(role_key, MISSING)
     cls = roles.get(role) if role.__class__ is str else None
     if role is MISSING:
         problems.append(("data.missing_key", f"{key!r} turn has no {role_key!r}"))
-        return
+        return None
     if cls not in ("A", "C"):
         known = ", ".join(r for r, c in roles.items() if c in ("A", "C"))
         problems.append(("data.unknown_role", f"{key!r} turn {role_key} {role!r} (expected {known})"))
-        return
+        return None
     text = content_text(turn, content_key, cls, len(turns) - 1, problems)
     if text is not None and not text.strip() and not (turn.get("tool_calls") or turn.get("function_call")):
         problems.append(("data.empty_answer", f"{key!r} is empty"))
+    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from preflight.data.dedup import normalise
 from preflight.data.fields import MISSING, Problem, content_text, has_media, string_field, type_name
 from preflight.data.formats import Schema
 from preflight.data.preference import check_rejected_text, check_rejected_turn, reply_turns
@@ -21,16 +22,20 @@ _ROLE_NAMES = {"U": "user", "A": "assistant", "C": "tool call", "T": "tool resul
 class Sample:
     """The texts of one record: ``prompt`` is everything before the final answer (system,
     earlier turns), ``answer`` the final assistant turn (the whole text for plain text data);
-    ``user`` the user turns only (the key for train/eval leakage); ``turns`` user+assistant turns."""
+    ``user`` the user turns only (the key for train/eval leakage); ``turns`` user+assistant turns;
+    ``rest`` what else makes the record itself: turns after the final answer, a preference pair's
+    rejected answer (so two pairs that differ only there are not duplicates)."""
 
     prompt: str
     answer: str
     user: str
     turns: int
+    rest: str = ""
 
     @property
     def full(self) -> str:
-        return f"{self.prompt}\n{self.answer}" if self.prompt else self.answer
+        text = f"{self.prompt}\n{self.answer}" if self.prompt else self.answer
+        return f"{text}\n{self.rest}" if self.rest else text
 
 
 def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample | None:
@@ -52,8 +57,23 @@ def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample
 
 
 def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
+    sample = _alpaca_sample(record, s, problems)
     if s.rejected is not None:  # a preference pair: ``s.response`` is the chosen answer
-        check_rejected_text(record, s.rejected, problems)
+        rejected = check_rejected_text(record, s.rejected, problems)
+        if sample is not None and rejected is not None:
+            _pair(sample, rejected, s, problems)
+    return sample
+
+
+def _pair(sample: Sample, rejected: str, s: Schema, problems: list[Problem]) -> None:
+    """A preference pair's rejected answer joins the sample's identity; one equal to the chosen
+    answer teaches nothing."""
+    sample.rest = rejected
+    if rejected.strip() and normalise(rejected) == normalise(sample.answer):
+        problems.append(("data.identical_pair", f"the chosen and the {s.rejected!r} answer are the same"))
+
+
+def _alpaca_sample(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
     instruction, output = record.get(s.prompt), record.get(s.response)
     query, system = record.get(s.query, ""), record.get(s.system, "")
     if (instruction.__class__ is str and output.__class__ is str and query.__class__ is str
@@ -112,8 +132,8 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
         else:
             problems.append(("data.wrong_type", f"{s.messages!r} is {type_name(messages)}, expected a list of turns"))
         return None
-    if s.rejected is not None:
-        check_rejected_turn(record, s.rejected, s.role, s.content, s.roles, problems)
+    rejected = check_rejected_turn(record, s.rejected, s.role, s.content, s.roles, problems) \
+        if s.rejected is not None else None
     if s.completion is not None:  # TRL prompt-completion, a preference pair: the answer's turns follow
         completion = reply_turns(record, s.completion, problems)
         if completion is None:
@@ -179,7 +199,11 @@ def _chat(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
     offset = len(texts) - len(classes)
     answer = texts[offset + last_answer] if last_answer >= 0 else ""
     prompt = "\n".join(texts[: offset + last_answer] if last_answer >= 0 else texts)
-    return Sample(prompt, answer, "\n".join(user), sum(1 for c in dialogue if c in "UA"))
+    sample = Sample(prompt, answer, "\n".join(user), sum(1 for c in dialogue if c in "UA"),
+                    "\n".join(texts[offset + last_answer + 1:]) if last_answer >= 0 else "")
+    if rejected is not None:
+        _pair(sample, rejected, s, problems)
+    return sample
 
 
 def _order(prev: str, cls: str, index: int) -> str:

@@ -188,6 +188,16 @@ def too_long(ctx: dict) -> str:
             "these samples")
 
 
+@rule("data.identical_pair", "Preference pairs differ", WARN)
+def identical_pair(ctx: dict) -> str:
+    """A preference pair whose rejected answer equals the chosen one (after lower-casing and
+    collapsing whitespace). DPO's loss on it is the constant log 2 and its gradient zero (the
+    chosen and rejected log-ratios cancel: Rafailov et al. 2023, eq. 7; TRL ``DPOTrainer``); a
+    reward model learns nothing from it either. Usually a generation or merge step that wrote the
+    same text twice."""
+    return "regenerate or drop these pairs"
+
+
 # --------------------------------------------------------------------------------------------
 # across records and splits
 

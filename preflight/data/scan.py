@@ -116,6 +116,8 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
         if sample is not None:
             prompt, answer = sample.prompt, sample.answer
             full = f"{prompt}\n{answer}" if prompt else answer
+            if sample.rest:
+                full = f"{full}\n{sample.rest}"
             is_ascii = full.isascii()
             text_problems = quality_problems(full, is_ascii)
             if text_problems:
