@@ -301,6 +301,24 @@ def test_constant_rate_with_configured_cosine_never_decays():
     assert by_id(diagnose(log, configured=early))["logs.lr_never_decays"].outcome.status == Status.SKIP
 
 
+def test_max_steps_minus_one_in_the_config_leaves_the_logs_own_length():
+    """training_args.json always says max_steps=-1 (use num_train_epochs): the log's max_steps
+    still tells how far a live run is, so a cosine rate not yet decayed 10 % in is not judged."""
+    n = 1000
+    log = make_log(n, lr=lambda s: PEAK_LR)
+    log.series = {k: v for k, v in log.series.items() if k != "epoch"}  # a W&B export: no epoch
+    for series in log.series.values():
+        cut = sum(1 for s in series.steps if s <= 100)
+        series.steps, series.values = series.steps[:cut], series.values[:cut]
+    log.meta["max_steps"] = n
+    config = {"lr_scheduler_type": "cosine", "max_steps": -1}
+    d = by_id(diagnose(log, configured=config))["logs.lr_never_decays"]
+    assert d.outcome.status == Status.SKIP and "max_steps=1000" in d.outcome.observed
+    log.meta.pop("max_steps")  # negative: nothing says the run is longer than its log
+    d = by_id(diagnose(log, configured=config))["logs.lr_never_decays"]
+    assert d.outcome.status == Status.WARN
+
+
 def test_logged_rate_ten_times_the_configured():
     log = make_log()  # peak 2e-4 logged
     cfg = dict(COSINE, learning_rate=2e-5)

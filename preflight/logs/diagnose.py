@@ -443,8 +443,11 @@ class _Context:
                 last = max(last or c.last_step, c.last_step)
         if last is None:
             return None, "no steps"
-        max_steps = _cfg(self.configured, self.meta, "max_steps")
-        if max_steps and max_steps > 0:
+        # max_steps=-1 (TrainingArguments' default: "use num_train_epochs") says nothing: the
+        # log's own max_steps (trainer_state.json's, LLaMA-Factory's total_steps) then counts
+        max_steps = next((v for v in (_cfg(self.configured, None, "max_steps"),
+                                      _cfg(None, self.meta, "max_steps")) if v and v > 0), None)
+        if max_steps:
             return last / max_steps, f"step {last} of max_steps={int(max_steps)}"
         epochs = _cfg(self.configured, self.meta, "num_train_epochs")
         if epochs and epochs > 0 and self.epoch is not None and self.epoch.values:
