@@ -115,6 +115,21 @@ def test_hf_not_a_trainer_state(tmp_path: Path) -> None:
         read_log(p)
 
 
+def test_hf_empty_file_and_empty_history_say_so(tmp_path: Path) -> None:
+    p = tmp_path / "trainer_state.json"
+    with pytest.raises(InputError, match=r"trainer_state\.json: empty file \(a run that has not saved"):
+        read_log(write(p, ""))
+    with pytest.raises(InputError, match=r"trainer_state\.json: empty file: only whitespace"):
+        read_log(write(p, "  \n"))
+    with pytest.raises(InputError, match=r"log_history is empty: nothing logged yet .*logging_steps=500"):
+        read_log(write(p, json.dumps({"global_step": 0, "log_history": [], "logging_steps": 500})))
+    with pytest.raises(InputError, match=r"no log_history list; its keys: none \(a JSON null\)"):
+        read_log(write(p, "null"))
+    # negative: one logged point is a log
+    log = read_log(write(p, json.dumps({"log_history": [{"step": 1, "loss": 2.0}]})))
+    assert log.series["train_loss"].values == [2.0]
+
+
 def test_hf_no_metric_says_which_keys(tmp_path: Path) -> None:
     state = {"global_step": 2, "log_history": [{"step": 1, "foo": 1.0}, {"step": 2, "bar": 2}]}
     p = write(tmp_path / "trainer_state.json", json.dumps(state))
@@ -554,7 +569,8 @@ def _check_against_reference(tmp_path: Path, history: list[dict]) -> None:
     try:
         log = read_log(path)
     except InputError as exc:
-        assert "no recognisable metric" in str(exc) and "\n" not in str(exc)
+        said = "log_history is empty" if not history else "no recognisable metric"
+        assert said in str(exc) and "\n" not in str(exc)
         assert all(_reference_series(history, c) is None for c in ("loss", "eval_loss", "learning_rate",
                                                                   "grad_norm", "epoch"))
         return

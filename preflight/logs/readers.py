@@ -517,6 +517,11 @@ def _loads_fast(data: bytes) -> object:
         return _UNPARSED
 
 
+def _json_kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
 def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
     source = str(path)
     state = _UNPARSED
@@ -532,6 +537,9 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
         state = _loads_fast(data)
         if state is _UNPARSED:
             text = _decode(data, source)
+    if state is _UNPARSED and not text.strip():
+        raise InputError("empty file" + (" (a run that has not saved its state yet?)" if text == ""
+                                         else ": only whitespace"), source=source)
     try:
         if state is _UNPARSED:
             state = _loads(text)
@@ -543,7 +551,7 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         keys = list(state) if isinstance(state, dict) else []
         raise InputError("not a trainer_state.json: no log_history list; its keys: "
-                         + (", ".join(map(str, keys[:30])) or f"none (a JSON {type(state).__name__})"),
+                         + (", ".join(map(str, keys[:30])) or f"none (a JSON {_json_kind(state)})"),
                          source=source)
     history = state["log_history"]
     if set(map(type, history)) - {dict}:
@@ -570,6 +578,9 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
             index = list(compress(index, mask))
         return f"log_history[{index[i]}]"
 
+    if not history and not state["log_history"]:
+        raise InputError("log_history is empty: nothing logged yet (the first log comes at step "
+                         f"logging_steps={state.get('logging_steps', '?')})", source=source)
     keys = set().union(*history) if history else set()
     plan, other = _column_plan(keys, "step")
     series = _build(history, "step", plan, source, where)
