@@ -291,3 +291,20 @@ def test_turns_after_the_last_answer_make_a_different_record(run_cli, tmp_path):
     assert findings["data.last_turn_not_assistant"]["status"] == "fail"
     _, _, findings = check(run_cli, str(_write_jsonl(tmp_path / "c.jsonl", [rows[0], rows[0]])), "--skip", "data.no_eval")
     assert findings["data.duplicate"]["status"] == "warn"
+
+
+def test_records_wrapped_in_one_object_and_semicolon_csv_say_why(run_cli, tmp_path):
+    rows = [{"instruction": f"q{i}", "input": "", "output": "a"} for i in range(3)]
+    (tmp_path / "w.json").write_text(json.dumps({"version": 1, "data": rows}))
+    code, _, err = run_cli("data", str(tmp_path / "w.json"))
+    assert code == 2 and err.count("\n") == 1
+    assert "one JSON object whose 'data' holds 3 records" in err and "jq -c '.data[]'" in err
+    (tmp_path / "s.csv").write_text("instruction;input;output\nq1;;a1\nq2;;a2\n")
+    code, _, err = run_cli("data", str(tmp_path / "s.csv"))
+    assert code == 2 and "one column holding ';'" in err and "--format" not in err
+    # an unknown shape still gets the key list and --format
+    (tmp_path / "u.jsonl").write_text('{"foo": 1}\n{"foo": 2}\n')
+    code, _, err = run_cli("data", str(tmp_path / "u.jsonl"))
+    assert code == 2 and "(keys: 'foo')" in err and "pass --format" in err
+    (tmp_path / "ok.csv").write_text("instruction,input,output\nq1,,a1\nq2,,a2\n")
+    assert run_cli("data", str(tmp_path / "ok.csv"), "--skip", "data.no_eval")[0] == 0

@@ -157,6 +157,25 @@ def _vote(record: Any) -> tuple[str, Schema] | None:
     return None
 
 
+def _undetected(records: list[Any], keys: Counter[str]) -> str:
+    """Why no format was detected, with the likely cause: records wrapped in one object
+    (``{"data": [...]}``, which HF ``datasets`` reads only with ``field="data"``) or a CSV
+    separated by something other than commas and tabs (``datasets`` reads it as one column too)."""
+    if len(records) == 1 and isinstance(records[0], dict):
+        wrapped = [k for k, v in records[0].items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if wrapped:
+            key = wrapped[0]
+            return (f"one JSON object whose {key!r} holds {len(records[0][key])} records: write the records "
+                    f"one per line (`jq -c '.{key}[]' FILE > FILE.jsonl`) or as a top-level array")
+    seen = ", ".join(repr(k) for k, _ in keys.most_common(8)) or "no JSON objects"
+    advice = "pass --format alpaca|sharegpt|messages|text"
+    if len(keys) == 1:
+        sep = next((c for c in ";|" if c in next(iter(keys))), None)
+        if sep:
+            advice = f"the header is one column holding {sep!r}: save the file comma- or tab-separated"
+    return f"cannot tell the format from the first records (keys: {seen}); {advice}"
+
+
 def detect(records: list[Any], forced: str, source: str) -> Schema:
     """The schema of the first records: the most common shape among them. ``forced`` (from
     ``--format``) picks the family; the key and role names still come from the records."""
@@ -183,9 +202,7 @@ def detect(records: list[Any], forced: str, source: str) -> Schema:
                     "text": Schema("text", "--format")}
         return defaults[forced]
     if not votes:
-        seen = ", ".join(repr(k) for k, _ in keys.most_common(8)) or "no JSON objects"
-        raise InputError(f"cannot tell the format from the first records (keys: {seen}); "
-                         "pass --format alpaca|sharegpt|messages|text", source=source)
+        raise InputError(_undetected(records, keys), source=source)
     fmt, count = votes.most_common(1)[0]
     looked = len(records)
     schema = schemas[fmt]
