@@ -134,6 +134,26 @@ def test_bf16_in_accelerate_and_deepspeed_on_t4(tmp_path, capsys):
     assert where == {str(CONFIGS / "accelerate/deepspeed_zero2.yaml"), str(ds)}
 
 
+def test_deepspeed_legacy_bfloat16_key_counts_as_bf16(tmp_path, capsys):
+    """DeepSpeed still reads ``"bfloat16"`` when ``"bf16"`` is absent (precision_config.py
+    BFLOAT16_OLD); a ``"bf16"`` block wins over it."""
+    ds = write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "bfloat16": {"enabled": True}})
+    _, doc = run_config(capsys, ds, "--gpu", "V100")
+    [f] = by_id(doc, "config.bf16_unsupported")
+    assert f["status"] == "fail" and f["line"] == line_of(ds, "\"enabled\"") and 'set "bfloat16": {"enabled": false}' in f["remediation"]
+    _, doc = run_config(capsys, ds, "--gpu", "A100")
+    assert statuses(doc, "config.bf16_unsupported") == ["pass"]
+    both = write_json(tmp_path / "both.json", {"train_micro_batch_size_per_gpu": 1, "fp16": {"enabled": True},
+                                               "bfloat16": {"enabled": True}})
+    _, doc = run_config(capsys, both, "--gpu", "H100")
+    assert statuses(doc, "config.fp16_bf16_both") == ["fail"]
+    shadowed = write_json(tmp_path / "shadow.json", {"train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": False},
+                                                     "bfloat16": {"enabled": True}})
+    _, doc = run_config(capsys, shadowed, "--gpu", "V100")
+    [f] = by_id(doc, "config.bf16_unsupported")
+    assert f["status"] == "pass" and f["line"] is None  # nothing asks for bf16
+
+
 def test_precision_rules_skip_without_a_gpu(capsys):
     _, doc = run_config(capsys, CONFIGS / LORA, "--facts", FACTS / "no_gpu.json")
     assert statuses(doc, "config.bf16_unsupported") == ["skip"]

@@ -7,7 +7,19 @@ from collections.abc import Iterator
 
 from preflight.findings import fail, passed, skip, warn
 from preflight.trainconfig.job import Job, Setting
+from preflight.trainconfig.readers import ConfigFile
 from preflight.trainconfig.rule import Located, as_bool, is_auto, rule
+
+
+def ds_precision(job: Job, f: ConfigFile, mode: str) -> Setting | None:
+    """A DeepSpeed file's ``fp16.enabled`` / ``bf16.enabled``; bf16 also under its legacy key
+    ``bfloat16``, which DeepSpeed still reads when ``bf16`` is absent (deepspeed
+    runtime/precision_config.py: ``BFLOAT16_OLD = "bfloat16"  # keeping for backwards
+    compatibility``, ``get_bfloat16_config``)."""
+    s = job.at(f, mode, "enabled")
+    if s is None and mode == "bf16" and job.at(f, "bf16") is None:
+        s = job.at(f, "bfloat16", "enabled")
+    return s
 
 
 def requests(job: Job, mode: str) -> list[Setting]:
@@ -27,7 +39,7 @@ def requests(job: Job, mode: str) -> list[Setting]:
             if s is not None and str(s.value).lower() == mode:
                 out.append(s)
         elif f.kind == "deepspeed" and mode in ("bf16", "fp16"):
-            s = job.at(f, mode, "enabled")
+            s = ds_precision(job, f, mode)
             if s is not None and as_bool(s.value):
                 out.append(s)
     return out
@@ -49,7 +61,7 @@ def _hardware_rule(job: Job, mode: str, error: str) -> Iterator[Located]:
         if s.file.kind == "accelerate":
             fix = "set mixed_precision: fp16" if mode == "bf16" else "remove it"
         elif s.file.kind == "deepspeed":
-            fix = f'set "{mode}": {{"enabled": false}}' + (' and "fp16": {"enabled": true}' if mode == "bf16" else "")
+            fix = f'set "{s.keys[0]}": {{"enabled": false}}' + (' and "fp16": {"enabled": true}' if mode == "bf16" else "")
         elif mode == "bf16":
             fix = f"set {s.name}: false and fp16: true"
         else:
@@ -92,10 +104,10 @@ def fp16_bf16_both(job: Job) -> Iterator[Located]:
                 yield Located(fp.where, fail(f"fp16 and bf16 both true ({fp.where}, {bf.where})",
                                              "at most one", "set fp16: false (bf16 on Ampere or newer)"))
         if f.kind == "deepspeed":
-            fp, bf = job.at(f, "fp16", "enabled"), job.at(f, "bf16", "enabled")
+            fp, bf = job.at(f, "fp16", "enabled"), ds_precision(job, f, "bf16")
             if fp and bf and as_bool(fp.value) and as_bool(bf.value):
                 found = True
-                yield Located(fp.where, fail("fp16.enabled and bf16.enabled both true: DeepSpeed asserts",
+                yield Located(fp.where, fail(f"fp16.enabled and {bf.name} both true: DeepSpeed asserts",
                                              "at most one", 'set "fp16": {"enabled": "auto"} and "bf16": {"enabled": "auto"}'))
     t = job.trainer
     if t is not None and t.kind in ("hf", "llamafactory"):
