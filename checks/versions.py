@@ -118,8 +118,9 @@ def _satisfies(specifier: str | None, version: str | None) -> bool | None:
 
 @check("versions.package_constraints", group=GROUP, title="Libraries accept this torch and Python")
 def package_constraints(ctx: CheckContext) -> Outcome:
-    """Each installed library release line has constraints on torch and Python, from the
-    package's own metadata (``Requires-Dist``, ``Requires-Python``) or its runtime gate:
+    """Each installed library release line has constraints on torch, Python and companion packages
+    (torchvision's exact torch, vllm's numpy), from the package's own metadata (``Requires-Dist``,
+    ``Requires-Python``), its runtime gate or its build:
     transformers, for one, silently disables torch below its minimum ("Disabling PyTorch because
     PyTorch >= X is required") and later fails with unrelated import errors. A constraint that
     bites only in one code path (transformers' torch.load guard) warns."""
@@ -131,7 +132,8 @@ def package_constraints(ctx: CheckContext) -> Outcome:
     problems = [
         problem
         for package, version in sorted(py.packages.items())
-        for problem in ctx.matrix.constraint_problems(package, version, torch=torch, python=py.version)
+        for problem in ctx.matrix.constraint_problems(package, version, torch=torch, python=py.version,
+                                                      others=py.packages)
     ]
     missing_torch = [c for c in checked if torch is None and any(
         x.requires_torch for x in ctx.matrix.constraints_for(*c.split(" ", 1)))]

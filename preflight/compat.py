@@ -12,6 +12,7 @@ import importlib
 import json
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -146,6 +147,7 @@ class Constraint:
     runtime_gate: bool
     sourced: Sourced
     scope: str | None = None  # e.g. "torch.load": the constraint bites only in that code path
+    requires: tuple[tuple[str, str], ...] = ()  # (PEP 503 name, specifier) of other packages
 
     def covers(self, version: str) -> bool:
         return _contains(self.versions, version)
@@ -325,13 +327,18 @@ class Matrix:
         return [c for c in self.constraints if c.package == package and c.covers(version)]
 
     def constraint_problems(
-        self, package: str, version: str, *, torch: str | None, python: str | None
+        self, package: str, version: str, *, torch: str | None, python: str | None,
+        others: Mapping[str, str] | None = None,
     ) -> list[ConstraintProblem]:
-        """What ``package==version`` requires of torch and Python that ``torch``/``python`` break;
-        entries stating the same requirement are merged, their sources kept together."""
+        """What ``package==version`` requires of torch, Python and ``others`` (PEP 503 name ->
+        version of the other packages pinned or installed) that they break; entries stating the
+        same requirement are merged, their sources kept together."""
         merged: dict[tuple[str, str, str | None], ConstraintProblem] = {}
+        others = others or {}
         for c in self.constraints_for(package, version):
-            for what, spec, have in (("torch", c.requires_torch, torch), ("Python", c.requires_python, python)):
+            wanted = [("torch", c.requires_torch, torch), ("Python", c.requires_python, python)]
+            wanted += [(name, spec, others.get(name)) for name, spec in c.requires]
+            for what, spec, have in wanted:
                 if not spec or not have or _contains(spec, have):
                     continue
                 status = Status.WARN if c.scope else c.sourced.max_status
@@ -418,6 +425,7 @@ def parse_matrix(data: dict[str, dict[str, Any]], origin: str) -> Matrix:
                     str(e["package"]), str(e["versions"]), e.get("requires_torch"), e.get("requires_python"),
                     e.get("requires_cuda"), e.get("gpu_min_cc"), bool(e.get("runtime_gate", False)),
                     _sourced(e, f"packages.toml {e['package']} {e['versions']}"), e.get("scope"),
+                    tuple((_pep503(k), str(v)) for k, v in sorted(e.get("requires", {}).items())),
                 )
                 for e in packages.get("constraint", [])
             ),
@@ -435,6 +443,10 @@ def parse_matrix(data: dict[str, dict[str, Any]], origin: str) -> Matrix:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"malformed compatibility data: {type(exc).__name__}: {exc}", source=origin) from None
+
+
+def _pep503(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _notes(packages: dict[str, Any]) -> dict[str, Sourced]:

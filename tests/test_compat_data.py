@@ -239,7 +239,8 @@ def test_package_constraints(data):
     seen = set()
     for item in doc["constraint"]:
         assert item["package"] in {"transformers", "accelerate", "peft", "trl", "deepspeed",
-                                   "bitsandbytes", "flash-attn"}, item
+                                   "bitsandbytes", "flash-attn", "torch", "torchvision", "torchaudio",
+                                   "xformers", "vllm"}, item
         SpecifierSet(item["versions"])
         for key in ("requires_torch", "requires_python", "requires_cuda"):
             if key in item:
@@ -271,6 +272,20 @@ def test_package_spot_checks(data):
     assert gate["requires_torch"] == ">=2.1"
     wheels = {w["flash_attn"]: w for w in data["packages"]["flash_attn_wheel"]}
     assert wheels["2.6.3"]["cuda"] == ["11.8", "12.3"]
+
+    def pin(package: str, version: str) -> dict:
+        [entry] = [c for c in data["packages"]["constraint"]
+                   if c["package"] == package and Version(version) in SpecifierSet(c["versions"])]
+        return entry
+
+    # PyTorch's published pairings (pytorch/vision README table; xformers release notes)
+    assert pin("torchvision", "0.18.0")["requires_torch"] == "==2.3.0"
+    assert pin("torchvision", "0.20.1")["requires_torch"] == "==2.5.1"
+    assert pin("torchaudio", "2.4.1")["requires_torch"] == "==2.4.1"
+    assert pin("xformers", "0.0.28.post3")["requires_torch"] == "==2.5.1"
+    assert pin("torch", "2.2.2")["requires"] == {"numpy": "<2"}
+    assert not [c for c in data["packages"]["constraint"]
+                if c["package"] == "torch" and Version("2.3.0") in SpecifierSet(c["versions"])]
     assert "2.4" in wheels["2.6.3"]["torch"]
 
 
@@ -329,6 +344,14 @@ def test_refresh_groups_a_line_and_renders_toml(refresh):
     parsed = tomllib.loads(text)
     assert parsed["constraint"][1]["generated"] is True
     assert parsed["constraint"][0]["source"] == "transformers=={4.52.1, 4.52.2} wheel METADATA"
+
+    # a release whose metadata could not be read is covered by no entry, its neighbours' included
+    listed = ["0.29.0", "0.29.1", "0.29.2", "0.29.3"]
+    read = [("0.29.0", a, "x wheel METADATA"), ("0.29.1", a, "x wheel METADATA"), ("0.29.3", a, "x wheel METADATA")]
+    got = refresh.group_entries("torchvision", "0.29", read, "2026-11-28", "torchvision==0.29", listed)
+    assert [e["versions"] for e in got] == [">=0.29,<0.29.2", ">=0.29.3,<0.30"]
+    got = refresh.group_entries("torchvision", "0.29", read[1:], "2026-11-28", "torchvision==0.29", listed)
+    assert [e["versions"] for e in got] == [">=0.29.1,<0.29.2", ">=0.29.3,<0.30"]
 
 
 def test_refresh_write_keeps_hand_written_entries(refresh, tmp_path):

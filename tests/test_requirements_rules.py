@@ -46,6 +46,41 @@ def test_compatible_pins_pass(project, run_cli):
     assert _findings(out) == []
 
 
+def test_companion_pins_the_wheels_metadata_rejects_fail(project, run_cli):
+    # torchvision 0.18.0 METADATA: torch==2.3.0; vllm 0.6.3: torch==2.4.0, numpy<2.0.0,
+    # torchvision==0.19; transformers 4.57: huggingface-hub<1.0; torch 2.2 wheels: NumPy 1.x.
+    (project / "requirements.txt").write_text(
+        "torch==2.2.2+cu121\ntorchvision==0.18.0\nnumpy==2.0.1\nvllm==0.6.3\n"
+        "transformers==4.57.1\nhuggingface-hub==1.0.0\n"
+    )
+    code, out, _ = run_cli("requirements", "requirements.txt", "--json")
+    found = {(f["node"], f["observed"]) for f in _by_id(out, "requirements.matrix_conflict")}
+    assert code == 1
+    assert ("requirements.txt:1", "torch 2.2.2+cu121 needs numpy <2, found 2.0.1 (requirements.txt:3)") in found
+    assert ("requirements.txt:2",
+            "torchvision 0.18.0 needs torch ==2.3.0, found 2.2.2+cu121 (requirements.txt:1)") in found
+    vllm = {o for n, o in found if n == "requirements.txt:4"}
+    assert {"vllm 0.6.3 needs torch ==2.4.0, found 2.2.2+cu121 (requirements.txt:1)",
+            "vllm 0.6.3 needs numpy <2.0.0, found 2.0.1 (requirements.txt:3)",
+            "vllm 0.6.3 needs torchvision ==0.19, found 0.18.0 (requirements.txt:2)"} <= vllm
+    assert any(n == "requirements.txt:5" and "needs huggingface-hub" in o and "found 1.0.0" in o for n, o in found)
+    assert all(f["status"] == "fail" for f in _by_id(out, "requirements.matrix_conflict")
+               if "for torch.load" not in f["observed"])  # transformers' torch.load guard only warns
+
+
+def test_companion_pins_that_agree_pass(project, run_cli):
+    # torchvision 0.18.1 / torchaudio 2.3.1 METADATA: torch==2.3.1 (the +cu121 label is local);
+    # torch 2.3 is built against NumPy 2; numpy 1.26 suits every torch.
+    (project / "requirements.txt").write_text(
+        "torch==2.3.1+cu121\ntorchvision==0.18.1+cu121\ntorchaudio==2.3.1+cu121\nnumpy==2.0.1\n"
+    )
+    code, out, _ = run_cli("requirements", "requirements.txt", "--json")
+    assert code == 0 and _findings(out) == []
+    (project / "requirements.txt").write_text("torch==2.2.2\ntorchvision==0.17.2\nnumpy==1.26.4\n")
+    code, out, _ = run_cli("requirements", "requirements.txt", "--json")
+    assert code == 0 and _findings(out) == []
+
+
 def test_contradicting_pins_across_an_include(project, run_cli):
     (project / "requirements.txt").write_text("torch==2.3.1\n-r more/extra.txt\n")
     (project / "more").mkdir()

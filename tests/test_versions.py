@@ -59,6 +59,36 @@ def test_transformers_runtime_gate_on_old_torch():
     assert "transformers 4.52.1 needs torch >=2.1" in finding.observed and "disables torch" in finding.observed
 
 
+def test_installed_torchvision_for_another_torch_and_numpy_2_under_old_torch():
+    # torchvision 0.19.0 METADATA: torch==2.4.0 (a torch upgraded alone leaves it behind);
+    # torch 2.2 wheels were built against NumPy 1.x (pytorch/pytorch#107302)
+    def drifted(data):
+        _torch("2.5.1+cu124", "12.4")(data)
+        data["python"]["packages"].update({"torchvision": "0.19.0", "numpy": "1.26.4"})
+
+    finding = judge(fixture_facts("h100_sxm_8x", drifted))["versions.package_constraints"]
+    assert finding.status == Status.FAIL
+    assert "torchvision 0.19.0 needs torch ==2.4.0, found 2.5.1+cu124" in finding.observed
+
+    def numpy2(data):
+        _torch("2.2.2+cu121", "12.1")(data)
+        data["python"]["packages"]["numpy"] = "2.1.3"
+        for name in ("torchvision", "torchaudio", "transformers", "accelerate", "peft", "trl"):
+            data["python"]["packages"].pop(name, None)
+
+    finding = judge(fixture_facts("h100_sxm_8x", numpy2))["versions.package_constraints"]
+    assert finding.status == Status.FAIL and "torch 2.2.2+cu121 needs numpy <2, found 2.1.3" in finding.observed
+
+    def matched(data):
+        _torch("2.4.0+cu124", "12.4")(data)
+        data["python"]["packages"].update({"torchvision": "0.19.0", "numpy": "2.1.3"})
+        for name in ("torchaudio", "transformers", "accelerate", "peft", "trl"):
+            data["python"]["packages"].pop(name, None)
+
+    finding = judge(fixture_facts("h100_sxm_8x", matched))["versions.package_constraints"]
+    assert finding.status == Status.PASS, finding.observed
+
+
 def test_flash_attn_on_turing_fails():
     # flash_api.cpp: "FlashAttention only supports Ampere GPUs or newer."
     def fa(data):

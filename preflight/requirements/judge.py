@@ -116,16 +116,24 @@ def _torch_pin(parsed: ParsedRequirements, target: Target) -> Requirement | None
 
 @rule("requirements.matrix_conflict", "Pins agree with each other's declared constraints")
 def matrix_conflict(parsed: ParsedRequirements, matrix: Matrix, target: Target) -> Iterator[Located]:
-    """A pinned library whose release line needs another torch (or Python) than the one pinned
-    or targeted: "transformers 4.52 needs torch >= 2.1, torch is pinned to 2.0.1"."""
+    """A pinned library whose release line needs another torch, Python or companion package than
+    the one pinned or targeted: "transformers 4.52 needs torch >= 2.1, torch is pinned to 2.0.1",
+    "torchvision 0.18.0 needs torch ==2.3.0" (its wheel's Requires-Dist: pip refuses the pair),
+    "torch 2.2.2 needs numpy <2" (its wheels were built against NumPy 1.x)."""
     torch = _torch_pin(parsed, target)
     torch_version = _pinned_version(torch) if torch else None
+    pins: dict[str, Requirement] = {}
+    for r in _active(parsed.requirements + parsed.constraints, target):
+        if _pinned_version(r):
+            pins.setdefault(r.name, r)
+    others = {name: str(_pinned_version(r)) for name, r in pins.items()}
     for req in _active(parsed.requirements, target):
         version = _pinned_version(req)
-        if version is None or req.name == "torch":
+        if version is None:
             continue
-        for p in matrix.constraint_problems(req.name, version, torch=torch_version, python=target.python):
-            where = (torch and _at(torch)) if p.what == "torch" else "the target"
+        for p in matrix.constraint_problems(req.name, version, torch=None if req.name == "torch" else torch_version,
+                                            python=target.python, others=others):
+            where = _at(pins[p.what]) if p.what in pins else "the target"
             yield Located(_at(req), Outcome(
                 p.status,
                 f"{p.describe()} ({where})",
