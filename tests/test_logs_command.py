@@ -154,3 +154,42 @@ def test_follow_survives_a_log_caught_mid_write(tmp_path):
     log.write_text(_state(40)[:300])  # broken from the start: nothing to keep watching
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and "invalid JSON" in done.stderr and done.stdout == ""
+
+
+def test_follow_waits_for_a_job_that_has_not_logged_yet(tmp_path):
+    """`--follow` started beside a job that has only just started: no output folder yet, then an
+    empty log_history; it waits, then reports the first real log. Without --follow a missing
+    path is still an input error (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "saves"
+    cmd = [sys.executable, "-m", "preflight", "logs", str(out_dir), "--json", "--follow", "--interval", "0.2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        import time
+
+        time.sleep(1.0)
+        assert proc.poll() is None, "the watch ended before the job wrote anything"
+        out_dir.mkdir()
+        (out_dir / "trainer_state.json").write_text(json.dumps({"global_step": 0, "log_history": []}))
+        time.sleep(0.8)
+        assert proc.poll() is None, "the watch ended on an empty log_history"
+        staged = tmp_path / "staged.json"
+        staged.write_text(_state(25))
+        os.replace(staged, out_dir / "trainer_state.json")
+        first = json.loads(proc.stdout.readline())
+        assert first["series"]["train_loss"]["points"] == 25
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "no such file or directory" in err and "waiting for the first log" in err
+    assert err.count("no such file or directory") == 1 and "Traceback" not in err
+
+    done = subprocess.run(cmd[:-3], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0  # without --follow: the folder now holds a log
+    missing = [sys.executable, "-m", "preflight", "logs", str(tmp_path / "nope"), "--json"]
+    done = subprocess.run(missing, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "no such file or directory" in done.stderr

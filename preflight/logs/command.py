@@ -154,6 +154,8 @@ def _plot(path: Path, log, marks: list[int]) -> None:  # noqa: ANN001
 
 
 def run_logs(args: argparse.Namespace) -> int:
+    from preflight.logs.readers import NotYet
+
     configured = read_training_config(args.config) if args.config else None
     strict = bool(args.strict)
     console = None  # rich is imported only to draw: --json output does not pay for it
@@ -165,11 +167,14 @@ def run_logs(args: argparse.Namespace) -> int:
         except InputError as exc:
             # Once a live log has been read, a later read can catch it mid-write (the Trainer
             # rewrites trainer_state.json in place at every save) or just truncated (a restarted
-            # run): say so once and read again at the next poll, rather than end the watch.
-            if not args.follow or last_signature is None:
+            # run): say so once and read again at the next poll, rather than end the watch. A job
+            # that has only just started (no log yet, nothing logged yet) is waited for.
+            waiting = isinstance(exc, NotYet)
+            if not args.follow or (last_signature is None and not waiting):
                 raise
             if str(exc) != last_problem:
-                print(f"preflight logs: {exc} (reading again every {args.interval:g} s)",
+                how = "waiting for the first log" if waiting and last_signature is None else "reading again"
+                print(f"preflight logs: {exc} ({how}, every {args.interval:g} s)",
                       file=sys.stderr, flush=True)
                 last_problem = str(exc)
             time.sleep(args.interval)

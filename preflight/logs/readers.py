@@ -31,6 +31,11 @@ from preflight.errors import InputError
 from preflight.logs import scalar_export
 from preflight.logs.series import CANONICAL, RunLog, Series
 
+
+class NotYet(InputError):
+    """What a job that has only just started looks like: no log file yet, an empty one, nothing
+    logged in it yet. An input error for one reading; ``--follow`` waits for the log instead."""
+
 # canonical name -> (accepted keys/columns, most wanted first; unit). Matched case-insensitively.
 ALIASES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "train_loss": (("loss", "train/loss", "train_loss", "training_loss", "train/train_loss"), None),
@@ -107,11 +112,11 @@ def read_log(path: Path) -> RunLog:
 
 def _read_log(path: Path) -> RunLog:
     if not path.exists():
-        raise InputError("no such file or directory", source=str(path))
+        raise NotYet("no such file or directory", source=str(path))
     if path.is_dir():
         candidates = _candidates(path)
         if not candidates:
-            raise InputError(
+            raise NotYet(
                 "no training log found here: looked for trainer_state.json (also in checkpoint-N/),"
                 " trainer_log.jsonl, events.out.tfevents.* and *.jsonl/*.csv with a step column",
                 source=str(path))
@@ -538,8 +543,9 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
         if state is _UNPARSED:
             text = _decode(data, source)
     if state is _UNPARSED and not text.strip():
-        raise InputError("empty file" + (" (a run that has not saved its state yet?)" if text == ""
-                                         else ": only whitespace"), source=source)
+        raise (NotYet if text == "" else InputError)(
+            "empty file" + (" (a run that has not saved its state yet?)" if text == "" else ": only whitespace"),
+            source=source)
     try:
         if state is _UNPARSED:
             state = _loads(text)
@@ -579,7 +585,7 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
         return f"log_history[{index[i]}]"
 
     if not history and not state["log_history"]:
-        raise InputError("log_history is empty: nothing logged yet (the first log comes at step "
+        raise NotYet("log_history is empty: nothing logged yet (the first log comes at step "
                          f"logging_steps={state.get('logging_steps', '?')})", source=source)
     keys = set().union(*history) if history else set()
     plan, other = _column_plan(keys, "step")
@@ -649,7 +655,7 @@ def _read_jsonl(path: Path, text: str | None = None) -> RunLog:
     if truncated:
         meta["truncated_last_line"] = True
     if not rows:
-        raise InputError("no log lines" + (" (only a truncated one)" if truncated else ""),
+        raise NotYet("no log lines" + (" (only a truncated one)" if truncated else ""),
                          source=source)
 
     def line_of(i: int) -> int:

@@ -74,6 +74,7 @@ def fix_for(key: str) -> str:
     entry = REMOVED[key]
     return FIXES.get(key) or (f"rename {key} to {entry.replacement}" if entry.replacement else f"remove {key}")
 
+
 DUMP_MIN_KEYS = 60  # TrainingArguments.to_json_string() writes every field (4.45: 130, 5.x: about 110)
 
 
