@@ -78,6 +78,13 @@ def test_plot_writes_a_png_or_says_what_is_missing(run_cli, tmp_path):
         assert code == 2 and "matplotlib" in err
     else:
         assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+        from matplotlib.image import imread
+
+        pixels = imread(str(png))
+        assert pixels.shape[:2] == (600, 1000)  # 10 x 6 inches at 100 dpi
+        # the overfitting onset (step 1000) is marked: a pale red vertical line over the white
+        red = (pixels[..., 0] > 0.9) & (abs(pixels[..., 1] - 0.6) < 0.1) & (abs(pixels[..., 2] - 0.6) < 0.1)
+        assert red.sum(axis=0).max() > 200  # one column red over most of the loss panel's height
 
 
 def test_follow_reports_again_when_the_log_grows(tmp_path):

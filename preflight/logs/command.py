@@ -138,8 +138,9 @@ def _plot(path: Path, log, marks: list[int]) -> None:  # noqa: ANN001
     for name, style in (("train_loss", "-"), ("eval_loss", "o-")):
         if name in log.series:
             loss_ax.plot(log.series[name].steps, log.series[name].values, style, label=name, markersize=3)
-    for step in marks:
-        loss_ax.axvline(step, color="red", alpha=0.4)
+    for i, step in enumerate(marks):
+        loss_ax.axvline(step, color="red", alpha=0.4, label="detected event (see the report)" if i == 0 else None)
+    fig.suptitle(f"{log.source} ({log.format})", fontsize=9)
     loss_ax.set_ylabel("loss")
     loss_ax.legend()
     if "learning_rate" in log.series:
