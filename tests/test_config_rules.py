@@ -610,3 +610,29 @@ def test_params_with_a_suffix(tmp_path, capsys):
     _, doc = run_config(capsys, yaml_path, "--facts", V100, "--params", "70B")
     assert statuses(doc, "config.zero3_offload_ram") == ["warn"]
     assert "70.0B parameters, --params" in by_id(doc, "config.zero3_offload_ram")[0]["observed"]
+
+
+def test_quantization_with_full_or_freeze_tuning_fails(tmp_path, capsys):
+    # LLaMA-Factory hparams/parser.py _verify_model_args: "Quantization is only compatible with the LoRA method."
+    full = edit_yaml(copy_config(tmp_path, FULL, "full_q.yaml"), append="quantization_bit: 4\n")
+    _, doc = run_config(capsys, full, "--facts", H100)
+    [f] = by_id(doc, "config.quantized_method")
+    assert f["status"] == "fail" and f["line"] == line_of(full, "quantization_bit")
+    assert "finetuning_type = full" in f["observed"] and "finetuning_type: lora" in f["remediation"]
+    freeze = edit_yaml(copy_config(tmp_path, FULL, "freeze_q.yaml"), {"finetuning_type": "freeze"},
+                       append="quantization_bit: 8\n")
+    _, doc = run_config(capsys, freeze, "--facts", H100)
+    assert statuses(doc, "config.quantized_method") == ["fail"]
+    # QLoRA as the examples write it, and LoRA by default (finetuning_type absent), pass
+    qlora = edit_yaml(copy_config(tmp_path, LORA, "qlora.yaml"), append="quantization_bit: 4\n")
+    _, doc = run_config(capsys, qlora, "--facts", H100)
+    [f] = by_id(doc, "config.quantized_method")
+    assert f["status"] == "pass" and f["line"] == line_of(qlora, "quantization_bit")
+    default = edit_yaml(copy_config(tmp_path, LORA, "default.yaml"), {"finetuning_type": None},
+                        append="quantization_bit: 4\n")
+    _, doc = run_config(capsys, default, "--facts", H100)
+    assert statuses(doc, "config.quantized_method") == ["pass"]
+    # without quantization there is nothing to check
+    _, doc = run_config(capsys, CONFIGS / FULL, "--facts", H100)
+    [f] = by_id(doc, "config.quantized_method")
+    assert f["status"] == "pass" and f["line"] is None

@@ -17,7 +17,8 @@ RULES = Rules()  # rule id -> (title, Rule)
 rule = RULES.rule
 
 
-RULE_MODULES = ("rules_batch", "rules_precision", "rules_schedule", "rules_eval", "rules_deepspeed", "rules_keys")
+RULE_MODULES = ("rules_batch", "rules_precision", "rules_schedule", "rules_method", "rules_eval", "rules_deepspeed",
+                "rules_keys")
 
 
 def all_rules() -> dict[str, tuple[str, Rule]]:
