@@ -308,3 +308,44 @@ def test_records_wrapped_in_one_object_and_semicolon_csv_say_why(run_cli, tmp_pa
     assert code == 2 and "(keys: 'foo')" in err and "pass --format" in err
     (tmp_path / "ok.csv").write_text("instruction,input,output\nq1,,a1\nq2,,a2\n")
     assert run_cli("data", str(tmp_path / "ok.csv"), "--skip", "data.no_eval")[0] == 0
+
+
+def test_a_pair_is_too_long_when_its_rejected_answer_is(run_cli, tmp_path):
+    """TRL's DPOTrainer truncates prompt + chosen and prompt + rejected each to max_length: the
+    longer answer decides. Estimate: 4 ASCII characters a token, + 5 template tokens per turn."""
+    short = {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "Green."}
+    rambling = {**short, "rejected": "Green, " * 40 + "or maybe blue."}  # ~75 tokens
+    path = _write_jsonl(tmp_path / "pairs.jsonl", [short, rambling])
+    code, _, findings = check(run_cli, str(path), "--max-tokens", "40", "--skip", "data.no_eval")
+    f = findings["data.too_long"]
+    assert f["status"] == "warn" and code == 0 and f["evidence"]["count"] == 1
+    assert "pairs.jsonl:2" in f["observed"] and "with the rejected answer" in f["observed"]
+    swapped = {**rambling, "chosen": rambling["rejected"], "rejected": "Blue."}
+    _, _, findings = check(run_cli, str(_write_jsonl(path, [short, swapped])), "--max-tokens", "40",
+                           "--skip", "data.no_eval")
+    assert "pairs.jsonl:2" in findings["data.too_long"]["observed"]
+    assert "with the rejected answer" not in findings["data.too_long"]["observed"]
+    _, _, findings = check(run_cli, str(_write_jsonl(path, [short])), "--max-tokens", "40", "--skip", "data.no_eval")
+    assert findings["data.too_long"]["status"] == "pass"
+
+
+def test_a_pair_is_counted_exactly_with_a_tokenizer(run_cli, tmp_path):
+    import pytest
+
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers
+
+    words = "name a colour blue green or maybe".split()
+    tok = tokenizers.Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}},
+                                                unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    rows = [{"prompt": "name a colour", "chosen": "blue", "rejected": "green " * 30},
+            {"prompt": "name a colour", "chosen": "green", "rejected": "blue"}]
+    path = _write_jsonl(tmp_path / "pairs.jsonl", rows)
+    # prompt 3 + 10 template tokens; chosen 1, rejected 30 -> 43 with the rejected answer
+    _, doc, findings = check(run_cli, str(path), "--tokenizer", str(tmp_path), "--max-tokens", "20",
+                             "--skip", "data.no_eval")
+    assert doc["tokens"]["exact"] is True
+    assert findings["data.too_long"]["evidence"]["count"] == 1
+    assert "pairs.jsonl:1 43 tokens with the rejected answer (14 with the chosen one)" in findings["data.too_long"]["observed"]

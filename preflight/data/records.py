@@ -23,19 +23,23 @@ class Sample:
     """The texts of one record: ``prompt`` is everything before the final answer (system,
     earlier turns), ``answer`` the final assistant turn (the whole text for plain text data);
     ``user`` the user turns only (the key for train/eval leakage); ``turns`` user+assistant turns;
-    ``rest`` what else makes the record itself: turns after the final answer, a preference pair's
-    rejected answer (so two pairs that differ only there are not duplicates)."""
+    ``rest`` turns after the final answer; ``rejected`` a preference pair's rejected answer (the
+    chosen one is ``answer``). Both are part of the record's identity: two pairs that differ only
+    in the rejected answer are not duplicates."""
 
     prompt: str
     answer: str
     user: str
     turns: int
     rest: str = ""
+    rejected: str | None = None
 
     @property
     def full(self) -> str:
         text = f"{self.prompt}\n{self.answer}" if self.prompt else self.answer
-        return f"{text}\n{self.rest}" if self.rest else text
+        if self.rest:
+            text = f"{text}\n{self.rest}"
+        return text if self.rejected is None else f"{text}\n{self.rejected}"
 
 
 def check_record(record: Any, schema: Schema, problems: list[Problem]) -> Sample | None:
@@ -68,7 +72,7 @@ def _alpaca(record: dict, s: Schema, problems: list[Problem]) -> Sample | None:
 def _pair(sample: Sample, rejected: str, s: Schema, problems: list[Problem]) -> None:
     """A preference pair's rejected answer joins the sample's identity; one equal to the chosen
     answer teaches nothing."""
-    sample.rest = rejected
+    sample.rejected = rejected
     if rejected.strip() and normalise(rejected) == normalise(sample.answer):
         problems.append(("data.identical_pair", f"the chosen and the {s.rejected!r} answer are the same"))
 

@@ -18,7 +18,7 @@ from preflight.data.records import Problem, Sample, check_record
 from preflight.data.rules import RULES, Hits
 from preflight.data.stats import SplitStats, script_of
 from preflight.data.text_quality import quality_problems
-from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, truncation
+from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, too_long
 from preflight.errors import InputError
 from preflight.findings import Status
 
@@ -81,19 +81,23 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     counter = options.counter
     estimating = counter is None or not counter.exact
     from preflight.data.tokens import estimate_tokens as count
-    pending: list[tuple[int, int | None, str, str, int, str]] = []  # samples awaiting exact counts
+    # samples awaiting exact counts: index, line, prompt, answer, turns, script, rejected answer
+    pending: list[tuple[int, int | None, str, str, int, str, str | None]] = []
     max_tokens = options.max_tokens
 
     def count_pending() -> None:
         """Exact counts for the pending samples, one batch through the tokenizer."""
-        counts = counter.count_batch([p[2] for p in pending] + [p[3] for p in pending])
+        rejected = [p[6] for p in pending if p[6] is not None]
+        counts = counter.count_batch([p[2] for p in pending] + [p[3] for p in pending] + rejected)
         half = len(pending)
-        for k, (index, line, prompt, answer, turns, script) in enumerate(pending):
+        other = iter(counts[2 * half:])
+        for k, (index, line, prompt, answer, turns, script, alt) in enumerate(pending):
             prompt_tokens = counts[k] + TEMPLATE_TOKENS_PER_TURN * turns
             answer_tokens = counts[half + k]
-            if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
-                add_hit("data.too_long", where(name, line, index), f"{prompt_tokens + answer_tokens} tokens: "
-                        + truncation(prompt_tokens, answer_tokens, max_tokens))
+            longest = max(answer_tokens, next(other)) if alt is not None else answer_tokens
+            if max_tokens is not None and prompt_tokens + longest > max_tokens:
+                add_hit("data.too_long", where(name, line, index),
+                        too_long(prompt_tokens, answer_tokens, longest, max_tokens))
             stats.add(turns, prompt_tokens, answer_tokens, script, answer)
         pending.clear()
 
@@ -118,6 +122,8 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             full = f"{prompt}\n{answer}" if prompt else answer
             if sample.rest:
                 full = f"{full}\n{sample.rest}"
+            if sample.rejected is not None:
+                full = f"{full}\n{sample.rejected}"
             is_ascii = full.isascii()
             text_problems = quality_problems(full, is_ascii)
             if text_problems:
@@ -131,8 +137,9 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                     lsh.add_batch(batch_ids, batch_texts)
                     batch_ids, batch_texts = [], []
             script = "Latin" if is_ascii else script_of(full)
+            alt = sample.rejected
             if not estimating:
-                pending.append((index, line, prompt, answer, sample.turns, script))
+                pending.append((index, line, prompt, answer, sample.turns, script, alt))
                 if len(pending) >= TOKEN_BATCH:
                     count_pending()
             else:
@@ -141,9 +148,9 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                 else:
                     prompt_tokens, answer_tokens = count(prompt), count(answer)
                 prompt_tokens += TEMPLATE_TOKENS_PER_TURN * sample.turns
-                if max_tokens is not None and prompt_tokens + answer_tokens > max_tokens:
-                    problems.append(("data.too_long", f"{prompt_tokens + answer_tokens} tokens: "
-                                                      + truncation(prompt_tokens, answer_tokens, max_tokens)))
+                longest = answer_tokens if alt is None else max(answer_tokens, count(alt))
+                if max_tokens is not None and prompt_tokens + longest > max_tokens:
+                    problems.append(("data.too_long", too_long(prompt_tokens, answer_tokens, longest, max_tokens)))
                 stats.add(sample.turns, prompt_tokens, answer_tokens, script, answer)
             if keep_prompts:
                 prompt_hashes.append(hash(normalise(sample.user)))

@@ -105,3 +105,13 @@ def truncation(prompt_tokens: int, answer_tokens: int, max_tokens: int) -> str:
     if prompt_tokens >= max_tokens:
         return f"the prompt alone ({prompt_tokens}) fills the window: keeping the start leaves no answer token"
     return f"keeping the start cuts the answer's last {over} of {answer_tokens} tokens"
+
+
+def too_long(prompt_tokens: int, answer_tokens: int, longest: int, max_tokens: int) -> str:
+    """The detail of a too-long sample. ``longest`` is the longer answer of a preference pair
+    (TRL's DPOTrainer truncates prompt + chosen and prompt + rejected each to ``max_length``), else
+    the answer's own count."""
+    if longest == answer_tokens:
+        return f"{prompt_tokens + answer_tokens} tokens: " + truncation(prompt_tokens, answer_tokens, max_tokens)
+    return (f"{prompt_tokens + longest} tokens with the rejected answer ({prompt_tokens + answer_tokens} with the "
+            "chosen one): " + truncation(prompt_tokens, longest, max_tokens))
