@@ -234,7 +234,9 @@ _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.sampled_from(["instruction", "input", "output", "history", "system", "messages", "conversations",
-                         "role", "content", "from", "value", "text", "tool_calls"]) | st.text(max_size=5),
+                         "role", "content", "from", "value", "text", "tool_calls", "chosen", "rejected",
+                         "prompt", "completion", "type", "image_url", "tool_call_id", "tools", "weight",
+                         "name"]) | st.text(max_size=5),
         children, max_size=5),
     max_leaves=20)
 
@@ -248,3 +250,18 @@ def test_arbitrary_json_records_never_crash(tmp_path_factory, records, fmt):
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
     fixed = folder / "fixed.jsonl"
     _assert_clean(*_run(["data", str(path), "--json", "--format", fmt, "--eval", str(path), "--fix", str(fixed)]))
+
+
+_pairs = st.fixed_dictionaries(
+    {"chosen": _json_values, "rejected": _json_values},
+    optional={"prompt": _json_values, "instruction": st.text(max_size=20), "input": _json_values,
+              "conversations": _json_values, "messages": _json_values})
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_pairs, min_size=1, max_size=6))
+def test_arbitrary_preference_pairs_never_crash(tmp_path_factory, records):
+    folder = tmp_path_factory.mktemp("fuzzpairs")
+    path = folder / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    _assert_clean(*_run(["data", str(path), "--json", "--max-tokens", "20", "--fix", str(folder / "fixed.jsonl")]))
