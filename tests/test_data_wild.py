@@ -349,3 +349,20 @@ def test_a_pair_is_counted_exactly_with_a_tokenizer(run_cli, tmp_path):
     assert doc["tokens"]["exact"] is True
     assert findings["data.too_long"]["evidence"]["count"] == 1
     assert "pairs.jsonl:1 43 tokens with the rejected answer (14 with the chosen one)" in findings["data.too_long"]["observed"]
+
+
+def test_openai_role_names_in_a_sharegpt_file_get_the_tags_that_map_them(run_cli, tmp_path):
+    """LLaMA-Factory's ShareGPT reader accepts only its tags (human/gpt by default): 'user' and
+    'assistant' are "Invalid role tag" and the example is dropped. The fix names the tags, and
+    with them the same file passes."""
+    rows = [{"conversations": [{"from": "user", "value": f"q{i}"}, {"from": "assistant", "value": "a"}]}
+            for i in range(2)]
+    path = _write_jsonl(tmp_path / "sg.jsonl", rows)
+    code, _, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+    f = findings["data.unknown_role"]
+    assert code == 1 and f["status"] == "fail" and '"user_tag": "user"' in f["remediation"]
+    tags = json.loads("{" + f["remediation"].split('"tags": {', 1)[1].split("}", 1)[0].join(["\"tags\": {", "}"]) + "}")
+    info = {"sg": {"file_name": "sg.jsonl", "formatting": "sharegpt", "columns": {"messages": "conversations"}, **tags}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    code, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "sg", "--skip", "data.no_eval")
+    assert code == 0 and findings["data.unknown_role"]["status"] == "pass"

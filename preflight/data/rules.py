@@ -108,7 +108,9 @@ def unknown_role(ctx: dict) -> str:
     ``human/gpt/system/observation/function_call`` for ShareGPT, or the tags of a
     dataset_info.json entry). LLaMA-Factory logs "Invalid role tag" and empties the example;
     OpenAI: ``unrecognized_role``."""
-    return "rename the role, or set role tags in dataset_info.json" + _fix_or_drop(ctx)
+    return ("rename the role, or map it in the dataset_info.json entry: for OpenAI role names in a "
+            'ShareGPT file, "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "user", '
+            '"assistant_tag": "assistant"}' + _fix_or_drop(ctx))
 
 
 @rule("data.turn_order", "Chat turns alternate", FAIL)
