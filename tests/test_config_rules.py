@@ -636,3 +636,30 @@ def test_quantization_with_full_or_freeze_tuning_fails(tmp_path, capsys):
     _, doc = run_config(capsys, CONFIGS / FULL, "--facts", H100)
     [f] = by_id(doc, "config.quantized_method")
     assert f["status"] == "pass" and f["line"] is None
+
+
+# -- Axolotl config validation (axolotl-ai-cloud/axolotl src/axolotl/utils/schemas/) ---------------
+AXO_LORA, AXO_QLORA = "axolotl/lora-1b.yml", "axolotl/qlora.yml"
+
+
+def test_axolotl_quantized_model_needs_an_adapter_and_qlora_needs_4_bits(tmp_path, capsys):
+    # peft.py LoraConfig.validate_adapter / validate_qlora
+    full8 = edit_yaml(copy_config(tmp_path, AXO_LORA, "full8.yml"), {"adapter": None, "load_in_8bit": "true"})
+    code, doc = run_config(capsys, full8, "--gpu", "H100")
+    [f] = by_id(doc, "config.quantized_method")
+    assert code == 1 and f["status"] == "fail" and f["line"] == line_of(full8, "load_in_8bit")
+    assert "not supported without setting an adapter" in f["observed"] and "load_in_8bit: false" in f["remediation"]
+    no4 = edit_yaml(copy_config(tmp_path, AXO_QLORA, "no4.yml"), {"load_in_4bit": "false"})
+    _, doc = run_config(capsys, no4, "--gpu", "H100")
+    [f] = by_id(doc, "config.quantized_method")
+    assert f["status"] == "fail" and f["line"] == line_of(no4, "load_in_4bit")
+    assert "Require cfg.load_in_4bit to be True for qlora" in f["observed"]
+    in8 = edit_yaml(copy_config(tmp_path, AXO_QLORA, "in8.yml"), {"load_in_8bit": "true"})
+    _, doc = run_config(capsys, in8, "--gpu", "H100")
+    [f] = by_id(doc, "config.quantized_method")
+    assert f["status"] == "fail" and "Can't load qlora in 8bit" in f["observed"]
+    # the published examples pass: QLoRA with load_in_4bit, LoRA on an unquantized model
+    _, doc = run_config(capsys, CONFIGS / AXO_QLORA, "--gpu", "H100")
+    assert statuses(doc, "config.quantized_method") == ["pass"]
+    _, doc = run_config(capsys, CONFIGS / AXO_LORA, "--gpu", "H100")
+    assert problems(doc).get("config.quantized_method") is None

@@ -41,6 +41,13 @@ def as_bool(value: Any) -> bool | None:
     return None
 
 
+def truthy(value: Any) -> bool:
+    """Python truthiness as the frameworks' ``if data.get(key)`` sees a YAML value (0, ``false``,
+    empty and null are off), with ``"false"``/``"no"`` strings off too."""
+    flag = as_bool(value)
+    return bool(value) if flag is None else flag
+
+
 def as_number(value: Any) -> float | None:
     """A finite number from a YAML/JSON value (``"1e-4"`` included); None for ``auto`` and the rest."""
     if isinstance(value, bool):
