@@ -180,7 +180,9 @@ def test_llamafactory_throughput_eval_and_extras(tmp_path: Path) -> None:
     assert log.series["eval_loss"].steps == [10] and log.series["eval_loss"].values == [4.2]
     assert log.series["train_loss"].steps == [5, 10]
     assert log.meta["total_tokens"] == 3189568
-    assert {"reward", "accuracy"} <= set(log.meta["other_metrics"])
+    assert "reward" in log.meta["other_metrics"]
+    # its "accuracy" is the DPO trainer's rewards/accuracies: a series the fit check reads
+    assert log.series["pref_accuracy"].steps == [10] and log.meta["columns"]["pref_accuracy"] == "accuracy"
 
 
 def test_llamafactory_prediction_lines_do_not_set_the_run_length(tmp_path: Path) -> None:

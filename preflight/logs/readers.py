@@ -37,34 +37,54 @@ class NotYet(InputError):
     logged in it yet. An input error for one reading; ``--follow`` waits for the log instead."""
 
 # canonical name -> (accepted keys/columns, most wanted first; unit). Matched case-insensitively.
+# Besides the Trainer's keys (and its TensorBoard/W&B tags, "train/" and "eval/" prefixed by
+# transformers' rewrite_logs): PyTorch Lightning's self.log("train_loss", on_step=True,
+# on_epoch=True) writes train_loss_step and train_loss_epoch (the per-step one is the curve; the
+# epoch mean only where nothing finer was logged), and its validation logs val_loss (or
+# val_loss_epoch); the PyTorch TensorBoard tutorial's add_scalar("Loss/train") / ("Loss/val").
+# LearningRateMonitor's "lr-<Optimizer>" is matched by pattern (_LR_MONITOR).
 ALIASES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "train_loss": (("loss", "train/loss", "train_loss", "training_loss", "train/train_loss"), None),
+    "train_loss": (("loss", "train/loss", "train_loss", "training_loss", "train/train_loss",
+                    "train_loss_step", "train/loss_step", "loss/train", "train_loss_epoch",
+                    "train/loss_epoch"), None),
     "eval_loss": (("eval_loss", "eval/loss", "val_loss", "val/loss", "validation_loss",
-                   "validation/loss", "valid_loss", "valid/loss"), None),
+                   "validation/loss", "valid_loss", "valid/loss", "val_loss_epoch",
+                   "val/loss_epoch", "validation/loss_epoch", "valid/loss_epoch", "loss/val",
+                   "loss/validation", "loss/valid", "loss/eval"), None),
     "learning_rate": (("learning_rate", "lr", "train/learning_rate", "train/lr"), None),
     "grad_norm": (("grad_norm", "train/grad_norm", "gradient_norm", "train/gradient_norm"), None),
     "epoch": (("epoch", "train/epoch"), None),
+    # preference optimisation (TRL's DPO/ORPO/CPO/KTO trainers log these with the loss; see
+    # diagnose._preference): the share of pairs whose chosen answer out-scores the rejected one,
+    # and the mean reward margin between them
+    "pref_accuracy": (("rewards/accuracies", "train/rewards/accuracies"), None),
+    "pref_margin": (("rewards/margins", "train/rewards/margins"), None),
 }
-# throughput: the first of these present wins; its unit goes with it
+# Lightning's LearningRateMonitor: "lr-AdamW", or "lr-AdamW/pg1" for its first parameter group
+_LR_MONITOR = re.compile(r"^lr-[a-z0-9_.]+(/pg1)?$")
+# throughput: the first of these present wins; its unit goes with it. (The Trainer's
+# end-of-training train_samples_per_second is a run average, not a series: in a trainer_state.json
+# it is in the summary entry, and its TensorBoard tag train/train_samples_per_second is left out.)
 THROUGHPUT: tuple[tuple[str, str], ...] = (
     ("train_samples_per_second", "samples/s"),
     ("samples_per_second", "samples/s"),
-    ("train/train_samples_per_second", "samples/s"),
     ("train/samples_per_second", "samples/s"),
     ("train_tokens_per_second", "tokens/s"),
     ("tokens_per_second", "tokens/s"),
     ("train/tokens_per_second", "tokens/s"),
-    ("train/train_tokens_per_second", "tokens/s"),
 )
-STEP_KEYS = ("step", "global_step", "train/global_step", "iteration", "iter", "_step")
+STEP_KEYS = ("step", "global_step", "train/global_step", "trainer/global_step", "iteration", "iter",
+             "_step")
 
 # LLaMA-Factory's LogCallback.on_log (src/llamafactory/train/callbacks.py) writes, per line:
 # current_steps, total_steps, loss, eval_loss, predict_loss, reward, accuracy, lr, epoch,
 # percentage, elapsed_time, remaining_time, and when tokens are counted throughput (tokens/s of
 # input) and total_tokens; None values are dropped. Its eval/predict progress lines carry only
 # current_steps, total_steps, percentage and the times.
+# Its "accuracy" is the DPO trainer's rewards/accuracies (on_log reads
+# state.log_history[-1].get("rewards/accuracies")); absent (None, dropped) for other stages.
 LLAMAFACTORY_COLUMNS = {"train_loss": "loss", "eval_loss": "eval_loss", "learning_rate": "lr",
-                        "epoch": "epoch"}
+                        "epoch": "epoch", "pref_accuracy": "accuracy"}
 _LLAMAFACTORY_RUN_KEYS = {"current_steps", "total_steps", "percentage", "elapsed_time",
                           "remaining_time", "total_tokens"}
 
@@ -325,6 +345,10 @@ def _column_plan(keys: Iterable[str], step_key: str) -> tuple[dict[str, tuple[st
         col = _pick(names, aliases)
         if col is not None:
             plan[canonical] = (col, unit)
+    if "learning_rate" not in plan:
+        monitor = sorted(n for n in names if _LR_MONITOR.match(n))
+        if monitor:
+            plan["learning_rate"] = (names[monitor[0]], None)
     for alias, unit in THROUGHPUT:
         if alias in names:
             plan["throughput"] = (names[alias], unit)

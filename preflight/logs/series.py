@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # The canonical series names, in the order a report shows them.
-CANONICAL = ("train_loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "throughput")
+CANONICAL = ("train_loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "throughput",
+             "pref_accuracy", "pref_margin")
 
 
 @dataclass

@@ -72,7 +72,8 @@ def read_in_chunks(source: str, data: bytes | mmap.mmap) -> RunLog | None:
 
 def _wanted(key: str) -> bool:
     """A key a series can be read from (as the plan normalises it)."""
-    return readers._norm(key) in _WANTED
+    name = readers._norm(key)
+    return name in _WANTED or readers._LR_MONITOR.match(name) is not None
 
 
 def _locate(data: bytes) -> tuple[int, int] | None:
