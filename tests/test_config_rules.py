@@ -663,3 +663,33 @@ def test_axolotl_quantized_model_needs_an_adapter_and_qlora_needs_4_bits(tmp_pat
     assert statuses(doc, "config.quantized_method") == ["pass"]
     _, doc = run_config(capsys, CONFIGS / AXO_LORA, "--gpu", "H100")
     assert problems(doc).get("config.quantized_method") is None
+
+
+def test_axolotl_settings_it_refuses_together(tmp_path, capsys):
+    # validation.py check_gas_bsz, check_warmup, check_evals, check_attention_fields
+    path = edit_yaml(copy_config(tmp_path, AXO_LORA),
+                     append="eval_steps: 50\nwarmup_ratio: 0.03\nbatch_size: 16\nsdp_attention: true\n")
+    code, doc = run_config(capsys, path, "--gpu", "H100")
+    found = {f["line"]: f for f in by_id(doc, "config.exclusive_settings")}
+    assert code == 1 and all(f["status"] == "fail" for f in found.values())
+    assert "please set only one of gradient_accumulation_steps or batch_size" in found[line_of(path, "batch_size: 16")]["observed"]
+    assert "mutually exclusive" in found[line_of(path, "warmup_ratio")]["observed"]
+    assert "eval_steps and evals_per_epoch" in found[line_of(path, "eval_steps: 50")]["observed"]
+    assert "Only one of" in found[line_of(path, "flash_attention")]["observed"]
+    assert len(found) == 4
+
+
+def test_axolotl_eval_split_backend_and_packing_conflicts(tmp_path, capsys):
+    # check_val_w_test_datasets, check_fsdp_deepspeed, check_sample_packing_w_rl, check_saves
+    path = edit_yaml(copy_config(tmp_path, AXO_QLORA), {"saves_per_epoch": None}, append=(
+        "test_datasets:\n  - path: mhenrichsen/alpaca_2k_test\n    type: alpaca\n    split: test\n"
+        "fsdp:\n  - full_shard\n  - auto_wrap\ndeepspeed: deepspeed_configs/zero2.json\n"
+        "save_strategy: epoch\nsave_steps: 100\nrl: dpo\n"))
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    observed = " | ".join(f["observed"] for f in by_id(doc, "config.exclusive_settings"))
+    for error in ("non-zero val_set_size should not be used with test_datasets", "deepspeed and fsdp cannot be used",
+                  "save_strategy and save_steps mismatch", "does not work with RLHF training"):
+        assert error in observed, error
+    for clean in (AXO_LORA, AXO_QLORA):
+        _, doc = run_config(capsys, CONFIGS / clean, "--gpu", "H100")
+        assert statuses(doc, "config.exclusive_settings") == ["pass"], clean

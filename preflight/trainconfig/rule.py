@@ -18,7 +18,7 @@ rule = RULES.rule
 
 
 RULE_MODULES = ("rules_batch", "rules_precision", "rules_schedule", "rules_method", "rules_eval", "rules_deepspeed",
-                "rules_keys")
+                "rules_conflicts", "rules_keys")
 
 
 def all_rules() -> dict[str, tuple[str, Rule]]:
