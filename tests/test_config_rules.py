@@ -693,3 +693,14 @@ def test_axolotl_eval_split_backend_and_packing_conflicts(tmp_path, capsys):
     for clean in (AXO_LORA, AXO_QLORA):
         _, doc = run_config(capsys, CONFIGS / clean, "--gpu", "H100")
         assert statuses(doc, "config.exclusive_settings") == ["pass"], clean
+
+
+def test_axolotl_needs_two_of_the_three_batch_keys(tmp_path, capsys):
+    # validation.py check_batch_size_fields
+    path = edit_yaml(copy_config(tmp_path, AXO_LORA), {"gradient_accumulation_steps": None})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.batch_arithmetic")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "micro_batch_size")
+    assert "At least two of micro_batch_size, gradient_accumulation_steps, batch_size" in f["observed"]
+    _, doc = run_config(capsys, CONFIGS / AXO_LORA, "--gpu", "H100")
+    assert statuses(doc, "config.batch_arithmetic") == ["pass"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from preflight.findings import fail, passed, skip, warn
 from preflight.trainconfig.job import Job
 from preflight.trainconfig.readers import ConfigFile
-from preflight.trainconfig.rule import Located, as_count, is_auto, rule
+from preflight.trainconfig.rule import Located, as_count, is_auto, rule, truthy
 
 HF_DEFAULT_MICRO = 8  # TrainingArguments.per_device_train_batch_size default (transformers training_args.py)
 MIN_STEPS_PER_EPOCH = 10
@@ -34,9 +34,26 @@ def dataset_count(job: Job) -> int:
     return max(1, len(names)) if isinstance(names, list) else 1
 
 
+AXOLOTL_BATCH_KEYS = ("micro_batch_size", "gradient_accumulation_steps", "batch_size")
+
+
 def _invalid_trainer_batch(job: Job) -> Iterator[Located]:
     """Batch sizes the trainer cannot use: torch's BatchSampler raises "batch_size should be a
-    positive integer value", and accumulation steps below 1 never step the optimizer."""
+    positive integer value", and accumulation steps below 1 never step the optimizer. Axolotl
+    needs two of ``micro_batch_size``, ``gradient_accumulation_steps`` and ``batch_size`` to derive
+    the third: "At least two of micro_batch_size, gradient_accumulation_steps, batch_size must be
+    set" (axolotl-ai-cloud/axolotl src/axolotl/utils/schemas/validation.py
+    ``check_batch_size_fields``, commit 6e30f2a3)."""
+    t = job.trainer
+    if t is not None and t.kind == "axolotl":
+        given = [k for k in AXOLOTL_BATCH_KEYS if truthy(t.get(k))]
+        if len(given) < 2:
+            where = t.at(given[0]) if given else str(t.path)
+            said = f"only {given[0]} is set" if given else "none of them is set"
+            yield Located(where, fail(
+                f"{said}: Axolotl raises \"At least two of {', '.join(AXOLOTL_BATCH_KEYS)} must be set\"",
+                "two of the three", "set micro_batch_size and gradient_accumulation_steps (e.g. 1)"))
+            return
     for concept in ("micro_batch", "grad_accum"):
         s = job.setting(concept)
         if s is not None and not as_count(s.value):
