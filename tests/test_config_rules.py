@@ -704,3 +704,19 @@ def test_axolotl_needs_two_of_the_three_batch_keys(tmp_path, capsys):
     assert "At least two of micro_batch_size, gradient_accumulation_steps, batch_size" in f["observed"]
     _, doc = run_config(capsys, CONFIGS / AXO_LORA, "--gpu", "H100")
     assert statuses(doc, "config.batch_arithmetic") == ["pass"]
+
+
+def test_axolotl_early_stopping_needs_save_and_eval_steps(tmp_path, capsys):
+    # validation.py check_early_stopping: evals_per_epoch/saves_per_epoch (as in the examples) do not count
+    path = edit_yaml(copy_config(tmp_path, AXO_QLORA), append="early_stopping_patience: 3\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.save_eval_steps")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "early_stopping_patience")
+    assert "saves_per_epoch and evals_per_epoch do not count" in f["observed"]
+    edit_yaml(path, {"evals_per_epoch": None, "saves_per_epoch": None}, append="eval_steps: 40\nsave_steps: 100\n")
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    [f] = by_id(doc, "config.save_eval_steps")
+    assert f["status"] == "fail" and f["line"] == line_of(path, "save_steps") and "save_steps: 80" in f["remediation"]
+    edit_yaml(path, {"save_steps": "120"})
+    _, doc = run_config(capsys, path, "--gpu", "H100")
+    assert statuses(doc, "config.save_eval_steps") == ["pass"]

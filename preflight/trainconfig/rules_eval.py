@@ -161,8 +161,13 @@ def save_eval_steps(job: Job) -> Iterator[Located]:
     """With ``load_best_model_at_end`` and step strategies, ``save_steps`` must be a round multiple of
     ``eval_steps`` (which defaults to ``logging_steps``), and ratios (< 1) cannot be mixed with
     absolute steps: TrainingArguments raises "--load_best_model_at_end requires the saving steps to be
-    a round multiple of the evaluation steps" (transformers training_args.py ``_validate_args``)."""
+    a round multiple of the evaluation steps" (transformers training_args.py ``_validate_args``).
+    Axolotl's ``early_stopping_patience`` needs both written and the multiple: see
+    ``_axolotl_early_stopping``."""
     t = job.trainer
+    if t is not None and t.kind == "axolotl":
+        yield from _axolotl_early_stopping(job)
+        return
     lb = job.setting("load_best")
     if t is None or t.kind not in ("hf", "llamafactory") or lb is None or not as_bool(lb.value):
         return
@@ -189,3 +194,40 @@ def save_eval_steps(job: Job) -> Iterator[Located]:
             f"a multiple of {fmt(eval_steps)}", f"set save_steps: {fmt(multiple)}"))
         return
     yield Located(where, passed(f"save_steps {fmt(save_steps)} = {fmt(save_steps / eval_steps)} × eval_steps"))
+
+
+def _axolotl_early_stopping(job: Job) -> Iterator[Located]:
+    """Axolotl's ``early_stopping_patience`` needs ``save_steps`` and ``eval_steps`` written (not
+    ``saves_per_epoch``/``evals_per_epoch``, which it turns into steps only later), with eval_steps
+    dividing save_steps: "`early_stopping_patience` requires save_steps and eval_steps to be set.
+    eval_steps should evenly divide save_steps." and "`early_stopping_patience` requires that
+    eval_steps should evenly divide save_steps." (axolotl-ai-cloud/axolotl
+    src/axolotl/utils/schemas/validation.py ``check_early_stopping``, commit 6e30f2a3)."""
+    t = job.trainer
+    assert t is not None
+    patience = job.at(t, "early_stopping_patience")
+    if patience is None or not as_number(patience.value):
+        return
+    es, ss = job.at(t, "eval_steps"), job.at(t, "save_steps")
+    eval_steps = as_number(es.value) if es else None
+    save_steps = as_number(ss.value) if ss else None
+    if not eval_steps or not save_steps:
+        missing = " and ".join(k for k, v in (("save_steps", save_steps), ("eval_steps", eval_steps)) if not v)
+        per_epoch = [k for k in ("saves_per_epoch", "evals_per_epoch") if t.has(k)]
+        instead = f" ({' and '.join(per_epoch)} {'do' if len(per_epoch) > 1 else 'does'} not count)" if per_epoch else ""
+        yield Located(patience.where, fail(
+            f"early_stopping_patience with no {missing}{instead}: Axolotl raises \"`early_stopping_patience` "
+            "requires save_steps and eval_steps to be set\"", "save_steps and eval_steps",
+            "set eval_steps: 100 and save_steps: 200 (and remove evals_per_epoch/saves_per_epoch)"))
+        return
+    big = 1_000_000
+    if round(save_steps * big) % round(eval_steps * big):
+        multiple = (int(save_steps // eval_steps) or 1) * eval_steps
+        yield Located(ss.where, fail(  # type: ignore[union-attr]
+            f"save_steps {fmt(save_steps)} is not a multiple of eval_steps {fmt(eval_steps)} with "
+            f"early_stopping_patience at {patience.where}: Axolotl raises \"`early_stopping_patience` requires that "
+            "eval_steps should evenly divide save_steps\"", f"a multiple of {fmt(eval_steps)}",
+            f"set save_steps: {fmt(multiple)}"))
+        return
+    yield Located(patience.where, passed(
+        f"early_stopping_patience with save_steps {fmt(save_steps)} = {fmt(save_steps / eval_steps)} × eval_steps"))
