@@ -9,7 +9,9 @@ The configs under ``tests/fixtures/configs`` are modelled on the frameworks' pub
 - ``axolotl/lora-1b.yml``: axolotl-ai-cloud/axolotl ``examples/llama-3/lora-1b.yml``;
   ``axolotl/qlora.yml``: ``examples/llama-2/qlora.yml``;
 - ``accelerate/*.yaml``: what ``accelerate config`` writes (multi-GPU, two machines; DeepSpeed
-  ZeRO-2 plugin);
+  ZeRO-2 plugin); ``accelerate/deepspeed_config_file.yaml``: the config ``accelerate config`` writes
+  when given a DeepSpeed JSON (huggingface/accelerate ``docs/source/usage_guides/deepspeed.md``,
+  "Scenario 2"), its path pointed at the LLaMA-Factory ZeRO-3 example beside it;
 - ``hf/alpaca_train.json``: the Stanford Alpaca README training command as TrainingArguments JSON;
   ``hf/training_args.json``: a TrainingArguments dump with step evaluation and best-model loading;
   ``hf/training_args_dump_4.46.json``: what ``TrainingArguments.to_json_string()`` writes on

@@ -720,3 +720,43 @@ def test_axolotl_early_stopping_needs_save_and_eval_steps(tmp_path, capsys):
     edit_yaml(path, {"save_steps": "120"})
     _, doc = run_config(capsys, path, "--gpu", "H100")
     assert statuses(doc, "config.save_eval_steps") == ["pass"]
+
+
+# -- Accelerate launch configs (huggingface/accelerate commands/launch.py, utils/launch.py) ------
+ACC_DS_FILE = "accelerate/deepspeed_config_file.yaml"
+
+
+def test_accelerate_deepspeed_keys_next_to_a_deepspeed_json_fail(tmp_path, capsys):
+    # DeepSpeedPlugin._deepspeed_config_checks: the ZeRO-2 plugin config (inline zero_stage, offload devices,
+    # gradient_accumulation_steps, mixed_precision) launched with a trainer that names its own DeepSpeed JSON
+    yaml_path, _ = _full_with_ds(tmp_path)
+    acc = CONFIGS / "accelerate/deepspeed_zero2.yaml"
+    code, doc = run_config(capsys, yaml_path, acc, "--facts", H100)
+    [f] = by_id(doc, "config.deepspeed_source")
+    assert code == 1 and f["status"] == "fail" and f["node"] == f"{acc}:{line_of(acc, 'gradient_accumulation_steps')}"
+    assert "the following accelerate config variables will be ignored" in f["observed"]
+    assert "mixed_precision" in f["observed"] and "zero_stage" in f["remediation"]
+    # Accelerate's own deepspeed_config_file plus an inline key and mixed_precision
+    both = edit_yaml(copy_config(tmp_path, ACC_DS_FILE), append="mixed_precision: bf16\n")
+    _, doc = run_config(capsys, both, "--gpu", "H100")
+    [f] = by_id(doc, "config.deepspeed_source")
+    assert f["status"] == "fail" and f["line"] == line_of(both, "mixed_precision")
+    # what `accelerate config` writes for a JSON passes, alone and with the trainer naming the same file
+    _, doc = run_config(capsys, CONFIGS / ACC_DS_FILE, "--gpu", "H100")
+    assert statuses(doc, "config.deepspeed_source") == ["pass"]
+    same = edit_yaml(copy_config(tmp_path, FULL, "same.yaml"),
+                     {"deepspeed": str(CONFIGS / "examples/deepspeed/ds_z3_config.json")})
+    _, doc = run_config(capsys, same, CONFIGS / ACC_DS_FILE, "--facts", H100)
+    assert statuses(doc, "config.deepspeed_source") == ["pass"]
+
+
+def test_two_deepspeed_files_the_trainers_wins(tmp_path, capsys):
+    # transformers TrainingArguments.deepspeed -> DeepSpeedPlugin(hf_ds_config=...) -> Accelerator(deepspeed_plugin=...)
+    yaml_path, ds_path = _full_with_ds(tmp_path)
+    acc = CONFIGS / ACC_DS_FILE
+    code, doc = run_config(capsys, yaml_path, acc, "--facts", H100)
+    [f] = by_id(doc, "config.deepspeed_source")
+    assert f["status"] == "warn" and f["node"] == f"{acc}:{line_of(acc, 'deepspeed_config_file')}"
+    assert "the trainer's deepspeed wins" in f["observed"] and "ds.json" in f["observed"]
+    followed = {Path(d["path"]).resolve() for d in doc["files"] if d["kind"] == "deepspeed"}
+    assert followed == {ds_path.resolve(), (CONFIGS / "examples/deepspeed/ds_z3_config.json").resolve()}

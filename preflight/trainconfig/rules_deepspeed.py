@@ -143,3 +143,69 @@ def deepspeed_file(job: Job) -> Iterator[Located]:
         yield Located(setting.where, fail(f"{setting.name} = {setting.value!r}: {why}", "an existing DeepSpeed JSON",
                                           f"fix the path in {setting.name}, relative to {setting.file.path.parent or '.'} "
                                           "or the working directory"))
+
+
+# accelerate utils/dataclasses.py DeepSpeedPlugin._deepspeed_config_checks: the accelerate config keys a
+# DeepSpeed JSON makes ambiguous (the nvme paths are listed from accelerate 0.2x on)
+ACCELERATE_DS_FIELDS = ("gradient_accumulation_steps", "gradient_clipping", "zero_stage", "offload_optimizer_device",
+                        "offload_param_device", "offload_param_nvme_path", "offload_optimizer_nvme_path",
+                        "zero3_save_16bit_model")
+
+
+def _same_file(a: Setting, b: Setting) -> bool:
+    from preflight.trainconfig.job import resolve_relative
+
+    pa, pb = resolve_relative(str(a.value), a.file.path), resolve_relative(str(b.value), b.file.path)
+    if pa is None or pb is None:
+        return str(a.value).strip() == str(b.value).strip()
+    return pa.resolve() == pb.resolve()
+
+
+@rule("config.deepspeed_source", "One DeepSpeed config, not contradicted by Accelerate's")
+def deepspeed_source(job: Job) -> Iterator[Located]:
+    """Which DeepSpeed settings a launch uses. ``accelerate launch`` with ``distributed_type:
+    DEEPSPEED`` exports the keys of the config's ``deepspeed_config`` block, and ``mixed_precision``
+    when the config file sets it, as ``ACCELERATE_CONFIG_DS_FIELDS`` (accelerate commands/launch.py
+    ``launch_command``, utils/launch.py ``prepare_deepspeed_cmd_env``); when a DeepSpeed JSON is then
+    loaded (the config's ``deepspeed_config_file``, or the trainer's ``deepspeed:``, which
+    TrainingArguments turns into ``DeepSpeedPlugin(hf_ds_config=...)``) and any of
+    gradient_accumulation_steps, gradient_clipping, zero_stage, offload_optimizer_device,
+    offload_param_device, the nvme paths, zero3_save_16bit_model or mixed_precision is among them,
+    ``DeepSpeedPlugin._deepspeed_config_checks`` raises "When using `deepspeed_config_file`, the
+    following accelerate config variables will be ignored: [...]" (accelerate utils/dataclasses.py).
+    A failure. When the trainer's ``deepspeed:`` and Accelerate's ``deepspeed_config_file`` name
+    different files, the trainer's wins: transformers training_args.py builds the plugin from
+    ``TrainingArguments.deepspeed`` and trainer.py passes it to ``Accelerator(deepspeed_plugin=...)``,
+    so Accelerate's file is never read. A warning: nothing fails, but one file is dead."""
+    acc = job.accelerate
+    if acc is None or str(acc.get("distributed_type") or "").strip().upper() != "DEEPSPEED":
+        return
+    block = acc.get("deepspeed_config") if isinstance(acc.get("deepspeed_config"), dict) else {}
+    acc_file = job.at(acc, "deepspeed_config", "deepspeed_config_file") if block.get("deepspeed_config_file") else None
+    t = job.trainer
+    trainer_ds = job.setting("deepspeed") if t is not None else None
+    json_from = acc_file or trainer_ds
+    if json_from is None:
+        yield Located(acc.at("distributed_type"), passed("DeepSpeed settings only in the Accelerate config"))
+        return
+    clashing = [job.at(acc, "deepspeed_config", k) for k in ACCELERATE_DS_FIELDS if k in block]
+    mp = job.at(acc, "mixed_precision")
+    clashing = [s for s in clashing if s is not None] + ([mp] if mp is not None else [])
+    if clashing:
+        names = ", ".join(s.keys[-1] for s in clashing)
+        where = "deepspeed_config_file" if acc_file else f"{trainer_ds.name} at {trainer_ds.where}"  # type: ignore[union-attr]
+        yield Located(clashing[0].where, fail(
+            f"a DeepSpeed JSON ({where}) with {names} in the Accelerate config: accelerate raises \"When using "
+            "`deepspeed_config_file`, the following accelerate config variables will be ignored\"",
+            "these settings only in the DeepSpeed JSON",
+            f"delete {names} from {acc.path} and set them in the DeepSpeed JSON (\"auto\" takes the trainer's)"))
+        return
+    if acc_file is not None and trainer_ds is not None and isinstance(trainer_ds.value, str) \
+            and not _same_file(acc_file, trainer_ds):
+        yield Located(acc_file.where, warn(
+            f"two DeepSpeed configs: {acc_file.value!r} here and {trainer_ds.value!r} at {trainer_ds.where}; "
+            f"the trainer's {trainer_ds.name} wins (TrainingArguments builds the DeepSpeed plugin from it), "
+            "this one is never read", "one DeepSpeed JSON",
+            f"point both at the same file, or remove {trainer_ds.name} from {trainer_ds.file.path}"))
+        return
+    yield Located(json_from.where, passed(f"DeepSpeed JSON from {json_from.name} at {json_from.where}"))
