@@ -760,3 +760,25 @@ def test_two_deepspeed_files_the_trainers_wins(tmp_path, capsys):
     assert "the trainer's deepspeed wins" in f["observed"] and "ds.json" in f["observed"]
     followed = {Path(d["path"]).resolve() for d in doc["files"] if d["kind"] == "deepspeed"}
     assert followed == {ds_path.resolve(), (CONFIGS / "examples/deepspeed/ds_z3_config.json").resolve()}
+
+
+def test_accelerate_gpu_ids_and_main_process_ip(tmp_path, capsys):
+    # utils/launch.py prepare_multi_gpu_env (CUDA_VISIBLE_DEVICES = gpu_ids; master_addr = str(main_process_ip));
+    # commands/launch.py _validate_launch_command ("Less than two GPU ids ...")
+    few = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml", "few.yaml"), {"gpu_ids": "0,1,2,3"})
+    _, doc = run_config(capsys, few, "--gpu", "H100")
+    [f] = by_id(doc, "config.accelerate_processes")
+    assert f["status"] == "fail" and f["line"] == line_of(few, "gpu_ids") and "only 4 GPU(s)" in f["observed"]
+    assert "num_processes: 8" in f["remediation"]
+    one = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml", "one.yaml"),
+                    {"gpu_ids": "'0'", "num_machines": "1", "num_processes": "8"})
+    _, doc = run_config(capsys, one, "--gpu", "H100")
+    [f] = by_id(doc, "config.accelerate_processes")
+    assert f["status"] == "fail" and "Less than two GPU ids" in f["observed"]
+    noip = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml", "noip.yaml"), {"main_process_ip": None})
+    code, doc = run_config(capsys, noip, "--gpu", "H100")
+    [f] = by_id(doc, "config.accelerate_processes")
+    assert code == 0 and f["status"] == "warn" and f["line"] == line_of(noip, "num_machines")
+    eight = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml", "eight.yaml"), {"gpu_ids": "0,1,2,3,4,5,6,7"})
+    _, doc = run_config(capsys, eight, "--gpu", "H100")
+    assert statuses(doc, "config.accelerate_processes") == ["pass"]

@@ -169,7 +169,13 @@ def accelerate_processes(job: Job) -> Iterator[Located]:
     ``num_processes // num_machines`` per machine (accelerate commands/launch.py: ``--nproc_per_node``
     / ``--num_gpus`` from that floor division): 16 processes on 3 machines silently run as 15. Not a
     heuristic: the arithmetic is certain, so it fails. More processes per machine than the machine
-    has GPUs fails at CUDA device selection."""
+    has GPUs fails at CUDA device selection; so do more than ``gpu_ids`` lists, since accelerate sets
+    ``CUDA_VISIBLE_DEVICES`` to ``gpu_ids`` (utils/launch.py ``prepare_multi_gpu_env``), and one GPU id
+    with ``MULTI_GPU`` on one machine makes ``_validate_launch_command`` raise "Less than two GPU ids
+    were configured and tried to run on on multiple GPUs" (commands/launch.py). Several machines
+    with no ``main_process_ip`` warn: ``prepare_multi_gpu_env`` passes ``str(None)`` as torchrun's
+    master address, unless each machine's launch command gives ``--main_process_ip`` (SLURM
+    scripts do), so it is not certain to fail."""
     acc = job.accelerate
     if acc is None:
         return
@@ -184,13 +190,45 @@ def accelerate_processes(job: Job) -> Iterator[Located]:
             f"num_processes {n} over num_machines {m}: accelerate launches {per} per machine, {per * m} in all",
             f"a multiple of {m}", f"set num_processes: {per * m if per else m} or {(per + 1) * m}"))
         return
+    kind = str(acc.get("distributed_type") or "").strip().upper()
+    ids = _gpu_ids(acc.get("gpu_ids"))
+    if ids is not None and kind in ("MULTI_GPU", "FSDP") and not truthy(acc.get("use_cpu")):
+        if len(ids) < 2 and m <= 1 and kind == "MULTI_GPU":
+            yield Located(acc.at("gpu_ids"), fail(
+                f"gpu_ids = {acc.get('gpu_ids')!r} with distributed_type MULTI_GPU: accelerate raises \"Less than two "
+                "GPU ids were configured and tried to run on on multiple GPUs\"", "two or more GPU ids, or all",
+                "set gpu_ids: all (or list the GPUs, e.g. 0,1,2,3)"))
+            return
+        if n // m > len(ids):
+            yield Located(acc.at("gpu_ids"), fail(
+                f"{n // m} processes per machine (num_processes at {acc.at('num_processes')}), but gpu_ids = "
+                f"{acc.get('gpu_ids')!r} makes only {len(ids)} GPU(s) visible (CUDA_VISIBLE_DEVICES): the extra ranks "
+                "have no GPU (CUDA \"invalid device ordinal\")", f"at most {len(ids)} processes per machine",
+                f"set num_processes: {len(ids) * m}, or gpu_ids: all"))
+            return
+    if m > 1 and kind not in ("NO", "") and acc.get("main_process_ip") in (None, ""):
+        yield Located(acc.at("num_machines"), warn(
+            f"num_machines {m} with no main_process_ip: accelerate passes the string 'None' to torchrun as the "
+            "master address unless every machine is launched with --main_process_ip", "the first machine's address",
+            "set main_process_ip: (machine 0's IP) and main_process_port: 29500, or pass --main_process_ip"))
+        return
     gpus = job.hardware.gpus_per_node
-    if gpus and n // m > gpus and str(acc.get("distributed_type") or "").upper() not in ("MULTI_CPU", "NO", "TPU", "XLA"):
+    if gpus and n // m > gpus and kind not in ("MULTI_CPU", "NO", "TPU", "XLA"):
         yield Located(acc.at("num_processes"), fail(
             f"{n // m} processes per machine, but {job.hardware.source} shows {gpus} GPU(s)",
             f"at most {gpus} per machine", f"set num_processes: {gpus * m}"))
         return
     yield Located(acc.at("num_processes"), passed(f"{n} processes on {m} machine(s), {n // m} each"))
+
+
+def _gpu_ids(value: object) -> list[str] | None:
+    """The GPU ids an Accelerate ``gpu_ids`` lists (``0,1,2,3``, a YAML list or one number); None for
+    ``all``/unset (every GPU stays visible)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("all", "")):
+        return None
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [p for p in str(value).split(",") if p.strip()]
 
 
 @rule("config.steps_per_epoch", "Enough optimizer steps per epoch")
