@@ -75,3 +75,81 @@ def test_wandb_lightning_step_column(tmp_path: Path) -> None:
     log = read_log(write(tmp_path / "history.jsonl", jsonl(rows)))
     assert log.meta["step_column"] == "trainer/global_step"
     assert log.series["train_loss"].steps == [0, 1, 2, 3, 4]
+
+
+# --- TensorBoard runs as the Trainer writes them ---------------------------------------------------
+
+
+def _hf_run(folder: Path, steps: range, offset: float = 0.0, hparams: bool = True) -> Path:
+    """A Trainer run's runs/<date>_<host>/: TensorBoardCallback's tags, the add_hparams side file
+    and the end-of-training summary."""
+    w = _writer(folder)
+    w.add_text("args", "{}", 0)
+    for s in steps:
+        w.add_scalar("train/loss", 2.0 * math.exp(-s / 300) + 0.5 + offset, s)
+        w.add_scalar("train/learning_rate", 2e-5 * (1 - s / 1000), s)
+        w.add_scalar("train/epoch", s / 500, s)
+        if s % 100 == 0:
+            w.add_scalar("eval/loss", 2.0 * math.exp(-s / 300) + 0.6, s)
+            w.add_scalar("eval/runtime", 3.0, s)
+    w.add_scalar("train/train_runtime", 100.0, steps[-1])
+    w.add_scalar("train/train_loss", 0.9, steps[-1])
+    if hparams:
+        w.add_hparams({"lr": 2e-5}, {"hparam/loss": 0.9})  # its own file, in a subfolder
+    w.close()
+    return folder
+
+
+def _touch_newest(folder: Path, seconds: float) -> None:
+    import os
+
+    for p in folder.rglob("events.out.tfevents.*"):
+        os.utime(p, (seconds, seconds))
+
+
+def test_a_resumed_trainer_run_in_a_second_runs_folder_is_merged_and_said(tmp_path: Path) -> None:
+    first = _hf_run(tmp_path / "runs" / "Jan01_10-00-00_host", range(10, 610, 10), offset=0.3)
+    second = _hf_run(tmp_path / "runs" / "Jan01_12-00-00_host", range(500, 1010, 10))
+    _touch_newest(first, 1_000_000)
+    _touch_newest(second, 2_000_000)
+    for hp in second.glob("*/events.out.tfevents.*"):  # a copy gave the hparams file the newest time
+        import os
+
+        os.utime(hp, (3_000_000, 3_000_000))
+    log = read_log(tmp_path)
+    tr = log.series["train_loss"]
+    assert tr.steps == list(range(10, 1010, 10))
+    # the first run's points up to the checkpoint, the resumed run's from it (the old tail dropped)
+    assert tr.values[tr.steps.index(490)] == pytest.approx(2.0 * math.exp(-490 / 300) + 0.8)
+    assert tr.values[tr.steps.index(500)] == pytest.approx(2.0 * math.exp(-500 / 300) + 0.5)
+    assert log.meta["resumed_at"] == [500]
+    assert "resumed at step 500" in log.meta["chosen_because"]
+    assert "passed over 2 without training scalars" in log.meta["chosen_because"]
+    assert "train/train_runtime" in log.meta["other_metrics"]
+    assert "train_loss" in log.series and log.series["train_loss"].steps[-1] == 1000
+
+
+def test_a_run_started_over_is_not_merged_with_the_earlier_one(tmp_path: Path) -> None:
+    first = _hf_run(tmp_path / "runs" / "a", range(10, 610, 10), hparams=False)
+    second = _hf_run(tmp_path / "runs" / "b", range(10, 310, 10), hparams=False)
+    _touch_newest(first, 1_000_000)
+    _touch_newest(second, 2_000_000)
+    log = read_log(tmp_path)
+    assert log.series["train_loss"].steps == list(range(10, 310, 10))
+    assert "resumed_at" not in log.meta
+    assert log.meta["chosen_because"] == "the newest TensorBoard event file with training scalars"
+
+
+def test_event_files_cut_off_or_empty(tmp_path: Path) -> None:
+    run = _hf_run(tmp_path / "src", range(10, 310, 10), hparams=False)
+    (data,) = [p.read_bytes() for p in run.glob("events.out.tfevents.*")]
+    live = write(tmp_path / "live" / "events.out.tfevents.1.host.1.0", "")
+    live.write_bytes(data[: len(data) // 2 + 7])  # a live run: cut mid-record
+    log = read_log(live)
+    assert 5 < len(log.series["train_loss"]) < 30
+    garbage = write(tmp_path / "bad" / "events.out.tfevents.2.host.1.0", "garbage" * 20)
+    with pytest.raises(InputError) as e:
+        read_log(garbage)
+    assert str(e.value).startswith(str(garbage)) and "no scalar events" in str(e.value)
+    with pytest.raises(InputError, match="no scalar events"):
+        read_log(tmp_path / "bad")

@@ -398,7 +398,10 @@ def test_csv_errors(tmp_path: Path) -> None:
 
 
 def test_tensorboard_without_package_says_pip_install(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
+    # import fails as if not installed (its submodules too, should an earlier test have loaded them)
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith("tensorboard.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
     p = tmp_path / "runs" / "Nov28" / "events.out.tfevents.1700000000.host.1.0"
     p.parent.mkdir(parents=True)
     p.write_bytes(b"\x00" * 16)
