@@ -126,6 +126,20 @@ def test_bf16_on_v100_fails_at_the_bf16_line(capsys):
     assert statuses(doc, "config.bf16_unsupported") == ["pass"]
 
 
+def test_axolotl_bfloat16_key_counts_and_auto_follows_the_gpu(tmp_path, capsys):
+    # axolotl check_bf16: raises for ``bf16 is True or bfloat16 is True``; ``auto`` follows the GPU
+    auto = CONFIGS / "axolotl/lora-1b.yml"  # bf16: auto
+    _, doc = run_config(capsys, auto, "--facts", V100)
+    assert statuses(doc, "config.bf16_unsupported") == ["pass"]  # nothing asks for bf16 outright
+    pure = edit_yaml(copy_config(tmp_path, "axolotl/lora-1b.yml"), {"bf16": "false"}, append="bfloat16: true\n")
+    _, doc = run_config(capsys, pure, "--facts", V100)
+    [f] = by_id(doc, "config.bf16_unsupported")
+    assert f["status"] == "fail" and f["line"] == line_of(pure, "bfloat16: true")
+    assert "set bfloat16: false" in f["remediation"]
+    _, doc = run_config(capsys, pure, "--facts", H100)
+    assert statuses(doc, "config.bf16_unsupported") == ["pass"]
+
+
 def test_bf16_in_accelerate_and_deepspeed_on_t4(tmp_path, capsys):
     ds = write_json(tmp_path / "ds.json", {"train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": True}})
     _, doc = run_config(capsys, CONFIGS / "accelerate/deepspeed_zero2.yaml", ds, "--gpu", "T4")

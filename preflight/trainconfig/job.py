@@ -27,7 +27,7 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "warmup_ratio": {k: ("warmup_ratio",) for k in TRAINER_KINDS},
     "scheduler": {"hf": ("lr_scheduler_type",), "llamafactory": ("lr_scheduler_type",), "axolotl": ("lr_scheduler",)},
     "bf16": {k: ("bf16",) for k in TRAINER_KINDS},
-    "pure_bf16": {"llamafactory": ("pure_bf16",)},
+    "pure_bf16": {"llamafactory": ("pure_bf16",), "axolotl": ("bfloat16",)},  # bf16 weights, no AMP
     "fp16": {k: ("fp16",) for k in TRAINER_KINDS},
     "tf32": {k: ("tf32",) for k in TRAINER_KINDS},
     "eval_strategy": {"hf": ("eval_strategy", "evaluation_strategy"),

@@ -75,7 +75,8 @@ def _hardware_rule(job: Job, mode: str, error: str) -> Iterator[Located]:
 def bf16_unsupported(job: Job) -> Iterator[Located]:
     """bf16 needs compute capability 8.0 (Ampere); TrainingArguments raises "Your setup doesn't
     support bf16/gpu" (transformers training_args.py ``_validate_args``), Axolotl "bf16 requested,
-    but AMP is not supported on this GPU", DeepSpeed bf16 on V100/T4 is emulated or fails. The
+    but AMP is not supported on this GPU" for ``bf16: true`` or ``bfloat16: true`` (its
+    ``check_bf16``; ``auto`` follows the GPU), DeepSpeed bf16 on V100/T4 is emulated or fails. The
     capability comes from compat_matrix/gpus.toml (feature ``bf16``)."""
     yield from _hardware_rule(job, "bf16", "no native bf16 (transformers raises \"Your setup doesn't support bf16/gpu\")")
 
