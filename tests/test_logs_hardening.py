@@ -153,3 +153,42 @@ def test_event_files_cut_off_or_empty(tmp_path: Path) -> None:
     assert str(e.value).startswith(str(garbage)) and "no scalar events" in str(e.value)
     with pytest.raises(InputError, match="no scalar events"):
         read_log(tmp_path / "bad")
+
+
+# --- a folder of several runs --------------------------------------------------------------------
+
+
+def _state(steps: range) -> str:
+    return json.dumps({"global_step": steps[-1], "log_history": [
+        {"step": s, "loss": 2.0 - s / 1000, "learning_rate": 1e-5} for s in steps]})
+
+
+def test_a_folder_of_several_runs_asks_which_one(tmp_path: Path, run_cli) -> None:
+    outputs = tmp_path / "outputs"
+    write(outputs / "run_a" / "checkpoint-500" / "trainer_state.json", _state(range(10, 510, 10)))
+    write(outputs / "run_b" / "trainer_log.jsonl", jsonl(
+        [{"current_steps": s, "total_steps": 100, "loss": 1.0} for s in range(1, 20)]))
+    _hf_run(outputs / "run_b" / "runs" / "Jan01", range(10, 200, 10), hparams=False)
+    code, out, err = run_cli("logs", str(outputs))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "2 training runs here, not one" in err
+    assert str(outputs / "run_a") in err and str(outputs / "run_b") in err
+    assert "Traceback" not in err
+
+
+def test_a_folder_holding_one_run_reads_it_and_says_so(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    write(outputs / "run_a" / "checkpoint-500" / "trainer_state.json", _state(range(10, 510, 10)))
+    log = read_log(outputs)
+    assert log.source == str(outputs / "run_a" / "checkpoint-500" / "trainer_state.json")
+    assert log.meta["chosen_because"].startswith(f"the only run folder in {outputs}: ")
+    # its LLaMA-Factory log is preferred to its TensorBoard files, from the folder above too
+    write(outputs / "run_a" / "trainer_log.jsonl", jsonl(
+        [{"current_steps": s, "total_steps": 900, "loss": 1.0} for s in range(510, 530)]))
+    _hf_run(outputs / "run_a" / "runs" / "Jan01", range(10, 200, 10), hparams=False)
+    assert read_log(outputs).format == "llamafactory-jsonl"
+    # Lightning's version_0/, version_1/ are one logger's folders, not an ambiguity
+    lightning = tmp_path / "lightning_logs"
+    _hf_run(lightning / "version_0", range(10, 200, 10), hparams=False)
+    _hf_run(lightning / "version_1", range(10, 100, 10), hparams=False)
+    assert read_log(lightning).format == "tensorboard"

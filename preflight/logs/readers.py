@@ -136,6 +136,15 @@ def _read_log(path: Path) -> RunLog:
         raise NotYet("no such file or directory", source=str(path))
     if path.is_dir():
         candidates = _candidates(path)
+        if all(map(_is_tensorboard, candidates)):  # no log of its own: a folder of runs?
+            runs = _run_folders(path)
+            if len(runs) > 1 and not all(all(map(_is_tensorboard, c)) for _, c in runs):
+                raise _several_runs(path, runs)
+            if len(runs) == 1 and (not candidates or not all(map(_is_tensorboard, runs[0][1]))):
+                log = _read_log(runs[0][0])
+                log.meta["chosen_because"] = (f"the only run folder in {path}: "
+                                              + str(log.meta.get("chosen_because", "")))
+                return log
         if not candidates:
             raise NotYet(
                 "no training log found here: looked for trainer_state.json (also in checkpoint-N/),"
@@ -256,6 +265,42 @@ def _candidates(directory: Path) -> list[Path]:
             if p != lf and p.is_file() and _has_step_column(p):
                 found.append(p)
     return found
+
+
+def _run_folders(directory: Path) -> list[tuple[Path, list[Path]]]:
+    """The subfolders holding a log of their own (an output_dir each), with their candidates."""
+    runs = []
+    try:
+        children = sorted(p for p in directory.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    for child in children:
+        if _CHECKPOINT_RE.match(child.name):
+            continue
+        found = _candidates(child)
+        if found:
+            runs.append((child, found))
+    return runs
+
+
+def _several_runs(directory: Path, runs: list[tuple[Path, list[Path]]]) -> InputError:
+    """Several runs' output folders under one: which one to read is the user's to say (a verdict
+    on the wrong run is worse than none); the most recently written first."""
+    import time
+
+    def written(found: list[Path]) -> float:
+        try:
+            return max(p.stat().st_mtime for p in found)
+        except (OSError, ValueError):
+            return 0.0
+
+    ordered = sorted(runs, key=lambda r: written(r[1]), reverse=True)
+    shown = [f"{run} ({found[0].relative_to(run)}, written "
+             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(written(found)))})"
+             for run, found in ordered[:6]]
+    more = f" and {len(runs) - 6} more" if len(runs) > 6 else ""
+    return InputError(f"{len(runs)} training runs here, not one: " + "; ".join(shown) + more
+                      + f". Pass one as PATH (the newest: {ordered[0][0]})", source=str(directory))
 
 
 # The top-level trainer_state.json is written when a run ends (Trainer.save_state), after its
