@@ -192,3 +192,50 @@ def test_a_folder_holding_one_run_reads_it_and_says_so(tmp_path: Path) -> None:
     _hf_run(lightning / "version_0", range(10, 200, 10), hparams=False)
     _hf_run(lightning / "version_1", range(10, 100, 10), hparams=False)
     assert read_log(lightning).format == "tensorboard"
+
+
+# --- preference optimisation (DPO) ------------------------------------------------------------------
+
+# A published DPO run's logged metrics (YeungNLP/firefly-qwen1.5-en-7b's model card: step, loss,
+# rewards/accuracies, rewards/margins): healthy, while its loss falls only 9 %.
+FIREFLY_DPO = [(100, 0.6128, 0.6572, 0.3914), (200, 0.6066, 0.6913, 0.662),
+               (300, 0.5803, 0.7069, 0.876), (400, 0.5624, 0.7169, 0.9575),
+               (500, 0.5863, 0.7, 0.8908), (600, 0.5612, 0.7166, 1.0791),
+               (700, 0.5741, 0.7234, 1.0742), (800, 0.582, 0.7141, 1.0414),
+               (900, 0.5694, 0.7178, 1.2055), (1000, 0.5827, 0.7134, 1.1063),
+               (1100, 0.5553, 0.7306, 1.3631)]
+
+
+def _dpo_state(tmp_path: Path, rows) -> Path:  # noqa: ANN001
+    return write(tmp_path / "trainer_state.json", json.dumps({"log_history": [
+        {"step": s, "loss": loss, "rewards/accuracies": acc, "rewards/margins": margin,
+         "rewards/chosen": -0.1, "rewards/rejected": -0.1 - margin, "logps/chosen": -300.0,
+         "learning_rate": 5e-7} for s, loss, acc, margin in rows]}))
+
+
+def _finding(out: str, id_: str) -> dict:
+    return next(f for f in json.loads(out)["findings"] if f["id"] == id_)
+
+
+def test_a_healthy_dpo_run_is_not_underfitting(tmp_path: Path, run_cli) -> None:
+    code, out, _ = run_cli("logs", str(_dpo_state(tmp_path, FIREFLY_DPO)), "--json", "--strict")
+    under = _finding(out, "logs.underfitting")
+    assert under["status"] == "pass" and "rewards/accuracies 0.6572" in under["observed"]
+    assert code == 1  # --strict: only logs.no_eval warns (no evaluation in this log)
+    assert [f["id"] for f in json.loads(out)["findings"] if f["status"] == "warn"] == ["logs.no_eval"]
+
+
+def test_a_dpo_run_at_chance_or_with_swapped_pairs_is_reported(tmp_path: Path, run_cli) -> None:
+    import random
+
+    r = random.Random(1)
+    flat = [(s, 0.693 + r.gauss(0, 0.005), 0.5 + r.gauss(0, 0.05), r.gauss(0, 0.03))
+            for s in range(10, 610, 10)]
+    code, out, _ = run_cli("logs", str(_dpo_state(tmp_path, flat)), "--json")
+    under = _finding(out, "logs.underfitting")
+    assert code == 0 and under["status"] == "warn"
+    assert "no more often than chance" in under["observed"]
+    swapped = [(s, 0.693 + s / 1000, 0.3, -s / 300) for s in range(10, 610, 10)]
+    code, out, _ = run_cli("logs", str(_dpo_state(tmp_path, swapped)), "--json")
+    under = _finding(out, "logs.underfitting")
+    assert under["status"] == "warn" and "rejected answers score higher" in under["observed"]

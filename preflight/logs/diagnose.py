@@ -130,6 +130,19 @@ class Thresholds:
         three rises in a row happen by chance (1 in 24 for i.i.d. noise) on a flat curve.
     underfit_min_drop: 0.10. Train loss falling less than 10 % from its start over the run is
         flat: even a good starting point drops more than that in fine-tuning.
+    pref_min_accuracy: 0.55. A preference run (TRL's DPO/ORPO/CPO trainers, LLaMA-Factory's
+        stage dpo: rewards/accuracies or rewards/margins logged) is judged by what it learned,
+        not by the loss drop: the DPO loss -log sigmoid(margin) starts at ln 2 = 0.693 and a
+        healthy run ends around 0.3-0.6, or above 0.55 when logged only from step 100 (the
+        published firefly-qwen1.5-en-7b DPO table: loss 0.61 -> 0.56, a 9 % drop, while
+        rewards/accuracies rose 0.66 -> 0.73 and rewards/margins 0.39 -> 1.36). TRL's docs
+        define rewards/accuracies as how often the chosen reward exceeds the rejected one
+        (https://huggingface.co/docs/trl/dpo_trainer, "Logged metrics"): 0.5 is chance. A mean
+        under 0.55 over the last quarter of the points (at least 5) is nothing learned; a
+        per-batch accuracy over 8 pairs has a standard deviation of ~0.18, so the mean of 5
+        such points is within 0.08 of the truth 2 sigma in 3, and healthy runs sit at 0.65-0.8.
+        A mean reward margin below 0 there means the rejected answers score higher: chosen and
+        rejected swapped.
     fast_loss: 0.05. Train loss near zero (cross-entropy 0.05 is ~95 % of the probability mass
         on the right token), which an honest run rarely reaches early.
     fast_frac: 0.20. "Early" for fast convergence: the first 20 % of the steps (or the first
@@ -162,6 +175,7 @@ class Thresholds:
     overfit_evals: int = 3
     overfit_min_rise: float = 0.02
     underfit_min_drop: float = 0.10
+    pref_min_accuracy: float = 0.55
     fast_loss: float = 0.05
     fast_frac: float = 0.20
     min_points: int = 10
@@ -427,6 +441,8 @@ class _Context:
     grad: _Curve | None
     epoch: _Curve | None
     throughput: _Curve | None
+    pref_acc: _Curve | None = None
+    pref_margin: _Curve | None = None
     spikes: list[_Episode] = field(default_factory=list)
     spikes_truncated: bool = False
     lr_peak: float = 0.0
@@ -969,6 +985,8 @@ def _underfitting(c: _Context) -> Diagnosis:
     if diverged:
         return _d(id_, skip(f"the loss diverged at step {tr.steps[diverged[0].index]} (see "
                             "logs.loss_spike): fit not judged"))
+    if c.pref_acc is not None or c.pref_margin is not None:
+        return _preference_fit(c, progress)
     sub = tr.sub
     start = _median(sub[: min(5, len(sub))])
     tail = max(1, len(sub) // 10)
@@ -991,6 +1009,52 @@ def _underfitting(c: _Context) -> Diagnosis:
     evidence = {"start_loss": _num(start), "end_loss": _num(end), "relative_drop": _num(drop),
                 "first_step": tr.first_step, "last_step": tr.last_step, "progress": _num(progress)}
     return _d(id_, warn(observed, expected, remediation, **evidence), (tr.first_step, tr.last_step))
+
+
+def _late_mean(curve: _Curve) -> float:
+    """Mean of the last quarter of the curve's points (at least 5)."""
+    tail = curve.values[-max(5, len(curve) // 4):]
+    return math.fsum(tail) / len(tail)
+
+
+def _preference_fit(c: _Context, progress: float | None) -> Diagnosis:
+    """Underfitting of a preference run: judged by rewards/accuracies and rewards/margins (see
+    ``Thresholds.pref_min_accuracy``), never by the loss drop."""
+    id_ = "logs.underfitting"
+    t, acc, margin = c.t, c.pref_acc, c.pref_margin
+    acc_late = _late_mean(acc) if acc is not None else None
+    margin_late = _late_mean(margin) if margin is not None else None
+    parts = []
+    if acc is not None and acc_late is not None:
+        parts.append(f"rewards/accuracies {_fmt(acc.values[0])} at step {acc.first_step} -> "
+                     f"{_fmt(acc_late)} over the last quarter (to step {acc.last_step})")
+    if margin is not None and margin_late is not None:
+        parts.append(f"rewards/margins {_fmt(margin.values[0])} -> {_fmt(margin_late)}")
+    what = "preference run, judged by what it learned rather than the loss drop: " + "; ".join(parts)
+    expected = (f"rewards/accuracies above {t.pref_min_accuracy:g} (0.5 is chance) and positive "
+                "rewards/margins by the end")
+    evidence = {"accuracy_late_mean": _num(acc_late), "margin_late_mean": _num(margin_late),
+                "progress": _num(progress)}
+    swapped = margin_late is not None and margin_late < 0
+    chance = acc_late is not None and acc_late < t.pref_min_accuracy
+    if not swapped and not chance:
+        return _d(id_, passed(what, expected, **evidence))
+    if swapped:
+        observed = what + ": the rejected answers score higher than the chosen ones"
+        remediation = (
+            "Check the preference pairs: chosen and rejected swapped (the dataset's columns, or a "
+            "LLaMA-Factory dataset_info.json ranking: true / chosen-rejected mapping), and that "
+            "the chat template renders both the same way. Then the rate: DPO usually runs at "
+            "5e-7 to 5e-6 (full) or 5e-6 to 5e-5 (LoRA) with beta=0.1.")
+    else:
+        observed = what + ": the model prefers the chosen answer no more often than chance"
+        remediation = (
+            "The run has not learned the preferences: raise the learning rate (DPO 5e-7 to 5e-6 "
+            "full, 5e-6 to 5e-5 LoRA) or beta (0.1 is TRL's default; 0.01 learns slowly), train "
+            "longer, and check the pairs differ (identical chosen/rejected texts, or both "
+            "truncated to the same prompt by max_length/max_prompt_length, give no signal).")
+    steps = (acc or margin).first_step, (acc or margin).last_step  # type: ignore[union-attr]
+    return _d(id_, warn(observed, expected, remediation, **evidence), steps)
 
 
 def _fast_convergence(c: _Context) -> Diagnosis:
@@ -1132,7 +1196,12 @@ def diagnose(log: RunLog, *, thresholds: Thresholds = Thresholds(),  # frozen: s
         train=_curve(log, "train_loss", cap), eval=_curve(log, "eval_loss", cap),
         lr=_curve(log, "learning_rate", cap), grad=_curve(log, "grad_norm", cap),
         epoch=_curve(log, "epoch", cap), throughput=_curve(log, "throughput", cap),
+        pref_acc=_curve(log, "pref_accuracy", cap), pref_margin=_curve(log, "pref_margin", cap),
     )
+    if c.pref_acc is not None and not c.pref_acc.values:
+        c.pref_acc = None
+    if c.pref_margin is not None and not c.pref_margin.values:
+        c.pref_margin = None
     if c.lr is not None and c.lr.values:
         c.lr_peak = max(c.lr.values)
         c.lr_peak_index = c.lr.values.index(c.lr_peak)
