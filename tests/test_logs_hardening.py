@@ -239,3 +239,46 @@ def test_a_dpo_run_at_chance_or_with_swapped_pairs_is_reported(tmp_path: Path, r
     code, out, _ = run_cli("logs", str(_dpo_state(tmp_path, swapped)), "--json")
     under = _finding(out, "logs.underfitting")
     assert under["status"] == "warn" and "rejected answers score higher" in under["observed"]
+
+
+# --- resumed runs whose log goes back in steps ----------------------------------------------------
+
+
+def _lf_resumed(tmp_path: Path) -> Path:
+    """LLaMA-Factory appends to trainer_log.jsonl across a resume: steps 10-700, the last 200 of
+    them diverging, then the run resumed from checkpoint-500 and logging 510-650 again."""
+    rows = []
+    for s in range(10, 710, 10):
+        loss = 2.0 * math.exp(-s / 300) + 0.5 + (1.5 if s > 500 else 0.0) + 0.01 * (s % 30 == 0)
+        rows.append({"current_steps": s, "total_steps": 1000, "loss": loss, "lr": 1e-4, "epoch": s / 1000})
+    for s in range(510, 660, 10):
+        loss = 2.0 * math.exp(-s / 300) + 0.5 + 0.01 * (s % 30 == 0)
+        rows.append({"current_steps": s, "total_steps": 1000, "loss": loss, "lr": 1e-4, "epoch": s / 1000})
+    return write(tmp_path / "trainer_log.jsonl", jsonl(rows))
+
+
+def test_a_resumed_llamafactory_log_is_read_on_its_final_timeline(tmp_path: Path, run_cli) -> None:
+    path = _lf_resumed(tmp_path)
+    log = read_log(path)
+    tr = log.series["train_loss"]
+    assert tr.steps == list(range(10, 660, 10))  # the abandoned 660-700 left out
+    assert max(tr.values[tr.steps.index(510):]) < 1.0  # the resumed run's values, not the old tail's
+    assert log.meta["resumed_at"] == [510]
+    code, out, _ = run_cli("logs", str(path), "--json")
+    doc = json.loads(out)
+    assert doc["resumed_at"] == [510]
+    assert _finding(out, "logs.loss_spike")["status"] == "pass"  # no false spike at the seam
+    code, out, _ = run_cli("logs", str(path))
+    assert "resumed at step 510" in " ".join(out.split())
+
+
+def test_a_log_that_never_goes_back_is_not_called_resumed(tmp_path: Path, run_cli) -> None:
+    rows = [{"current_steps": s, "total_steps": 100, "loss": 2.0 - s / 100, "lr": 1e-4}
+            for s in range(1, 60)]
+    log = read_log(write(tmp_path / "trainer_log.jsonl", jsonl(rows)))
+    assert "resumed_at" not in log.meta
+    code, out, _ = run_cli("logs", str(tmp_path / "trainer_log.jsonl"), "--json")
+    assert "resumed_at" not in json.loads(out)
+    # a generic JSONL is not assumed to be one run's: steps out of order there are sorted
+    rows = [{"step": s, "loss": 1.0 + s} for s in (10, 20, 30, 5)]
+    assert read_log(write(tmp_path / "m.jsonl", jsonl(rows))).series["train_loss"].steps == [5, 10, 20, 30]

@@ -556,12 +556,18 @@ def test_live_llamafactory_log_newer_than_the_last_checkpoint_wins(tmp_path):
 def _reference_series(history: list[dict], column: str) -> tuple[list[int], list[float]] | None:
     """What a series means, written as the obvious loop: the rows that log ``column`` (not
     null), their steps as ints and values as floats, ordered by step with the last value of a
-    repeated step kept."""
+    repeated step kept; where the steps go back to s (a resumed run, up to 20 times), the points
+    logged before at s or later are dropped: the resumed run trained those steps again."""
+    points = [(int(row["step"]), float(row[column])) for row in history if row.get(column) is not None]
+    resumes = sum(b[0] < a[0] for a, b in zip(points, points[1:])) <= 20
     by_step: dict[int, float] = {}
-    for row in history:
-        if row.get(column) is None:
-            continue
-        by_step[int(row["step"])] = float(row[column])
+    previous = None
+    for step, value in points:
+        if resumes and previous is not None and step < previous:
+            for later in [k for k in by_step if k >= step]:
+                del by_step[later]
+        by_step[step] = value
+        previous = step
     if not by_step:
         return None
     steps = sorted(by_step)

@@ -152,5 +152,5 @@ class ChunkColumns:
             if canonical in plan and plan[canonical][0] in self.steps:
                 column, unit = plan[canonical]
                 out[canonical] = readers._ordered(canonical, self.steps[column], self.values[column],
-                                                  unit, ascending=self.ascending[column])
+                                                  unit, ascending=self.ascending[column], resumes=True)
         return out

@@ -94,6 +94,15 @@ def chosen_line(log) -> str | None:  # noqa: ANN001
     return line
 
 
+def resumed_line(log) -> str | None:  # noqa: ANN001
+    """Where a resumed run's log went back, and how it is read."""
+    at = log.meta.get("resumed_at")
+    if not at or log.meta.get("merged_files"):  # (a merged TensorBoard run says it in chosen_line)
+        return None
+    return (f"resumed at step {', '.join(map(str, at))}: the steps logged again replace the "
+            "earlier run's from there (its later points are of an abandoned timeline and are left out)")
+
+
 def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:  # noqa: ANN001
     from rich.table import Table
     from rich.text import Text
@@ -107,6 +116,9 @@ def _render(console, log, diagnoses, findings, code: int, strict: bool) -> None:
     chosen = chosen_line(log)
     if chosen:
         console.print(Text(chosen, style="dim"))
+    resumed = resumed_line(log)
+    if resumed:
+        console.print(Text(resumed, style="dim"))
     marks = chart_marks(diagnoses)
     console.print(render_chart(log.series, marks, width=max(30, min(100, console.width - 14))))
     table = Table(title=GROUP, title_justify="left", title_style="bold", expand=True, show_lines=True)
@@ -195,6 +207,7 @@ def run_logs(args: argparse.Namespace) -> int:
                     "series": _summary(log),
                     **({"chosen_because": log.meta.get("chosen_because"),
                         "candidates": log.meta["candidates"]} if log.meta.get("candidates") else {}),
+                    **({"resumed_at": log.meta["resumed_at"]} if log.meta.get("resumed_at") else {}),
                     "findings": [f.to_json() for f in findings],
                     "verdict": {"status": worst(findings).label, "exit_code": code},
                 }, indent=None if args.follow else 2), flush=True)

@@ -125,10 +125,15 @@ def read_log(path: Path) -> RunLog:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _read_log(path)
+        log = _read_log(path)
     finally:
         if enabled:
             gc.enable()
+    if "resumed_at" not in log.meta:
+        at = sorted({step for s in log.series.values() for step in s.resumed_at})
+        if at:
+            log.meta["resumed_at"] = at
+    return log
 
 
 def _read_log(path: Path) -> RunLog:
@@ -426,8 +431,9 @@ class _Rows:
     """Parsed rows (dicts) and the step column, with the work shared between series cached:
     most metrics are logged on the same rows, so their steps are pulled out and checked once."""
 
-    def __init__(self, rows: list[dict], step_key: str, source: str, where) -> None:
+    def __init__(self, rows: list[dict], step_key: str, source: str, where, resumes: bool = False) -> None:
         self.rows, self.step_key, self.source, self.where = rows, step_key, source, where
+        self.resumes = resumes  # steps going back mean a resumed run (see _ordered)
         # (rows kept, their steps, whether those ascend) for every set of rows seen so far: loss,
         # learning rate and grad norm are logged on the same rows, eval metrics on others
         self._steps: list[tuple[list[bool] | None, list[int], bool]] = []
@@ -466,7 +472,7 @@ class _Rows:
             self._steps.append(cached)
         if kinds != {float}:
             values = _as_values(values, column, self.source, where_value)
-        return _ordered(name, cached[1], values, unit, ascending=cached[2])
+        return _ordered(name, cached[1], values, unit, ascending=cached[2], resumes=self.resumes)
 
 
 def _as_numbers(steps: list, values: list, column: str, step_key: str, source: str,
@@ -534,9 +540,49 @@ def _ascending(steps: list[int]) -> bool:
     return all(map(operator.lt, steps, islice(steps, 1, None)))
 
 
+# More steps going back than this is not a few resumes but an unordered file: sorted instead.
+_MAX_RESUMES = 20
+
+
+def _final_timeline(steps: list[int], values: list[float]) -> tuple[list[int], list[float], tuple[int, ...]] | None:
+    """A resumed run's log read as what the model went through: where the steps go back to s
+    (training resumed from a checkpoint at s, or started over), the points logged before with a
+    step at or after s are of an abandoned timeline and are dropped. Returns the points left (in
+    logged order, ascending but for repeats) and the steps resumed at; None where the steps go
+    back more than ``_MAX_RESUMES`` times (an unordered file, sorted instead)."""
+    descents = list(compress(range(1, len(steps)), map(operator.gt, steps, islice(steps, 1, None))))
+    if not descents or len(descents) > _MAX_RESUMES:
+        return None
+    bounds = [0, *descents, len(steps)]
+    cutoff: float = math.inf
+    parts: list[tuple[list[int], list[float]]] = []
+    for k in range(len(descents), -1, -1):  # from the last segment back: each cut at the restarts after it
+        seg_steps, seg_values = steps[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]]
+        if cutoff != math.inf:
+            below = list(map(operator.lt, seg_steps, repeat(cutoff)))
+            seg_steps, seg_values = list(compress(seg_steps, below)), list(compress(seg_values, below))
+        parts.append((seg_steps, seg_values))
+        if k:
+            cutoff = min(cutoff, steps[bounds[k]])
+    out_steps = [x for part, _ in reversed(parts) for x in part]
+    out_values = [x for _, part in reversed(parts) for x in part]
+    return out_steps, out_values, tuple(steps[d] for d in descents)
+
+
 def _ordered(name: str, steps: list[int], values: list[float], unit: str | None,
-             ascending: bool | None = None) -> Series:
-    """Steps ascending; where a step repeats, its last value (and the first one's place)."""
+             ascending: bool | None = None, resumes: bool = False) -> Series:
+    """Steps ascending; where a step repeats, its last value (and the first one's place).
+
+    ``resumes``: the format only goes back in steps when a run was resumed (LLaMA-Factory appends
+    to its trainer_log.jsonl across a resume), so the later points win from where it went back
+    (:func:`_final_timeline`); otherwise steps out of order are sorted."""
+    if resumes and not (_ascending(steps) if ascending is None else ascending):
+        timeline = _final_timeline(steps, values)
+        if timeline is not None:
+            kept_steps, kept_values, at = timeline
+            s = _ordered(name, kept_steps, kept_values, unit)
+            s.resumed_at = at
+            return s
     if not (_ascending(steps) if ascending is None else ascending):
         if all(map(operator.le, steps, islice(steps, 1, None))):
             # ascending but for repeats (an eval logged at the step of a training point): keep
@@ -552,8 +598,8 @@ def _ordered(name: str, steps: list[int], values: list[float], unit: str | None,
 
 
 def _build(rows: list[dict], step_key: str, plan: dict[str, tuple[str, str | None]], source: str,
-           where) -> dict[str, Series]:
-    table = _Rows(rows, step_key, source, where)
+           where, resumes: bool = False) -> dict[str, Series]:
+    table = _Rows(rows, step_key, source, where, resumes)
     series: dict[str, Series] = {}
     for canonical in CANONICAL:
         if canonical in plan:
@@ -676,7 +722,7 @@ def _read_trainer_state(path: Path, text: str | None = None) -> RunLog:
                          f"logging_steps={state.get('logging_steps', '?')})", source=source)
     keys = set().union(*history) if history else set()
     plan, other = _column_plan(keys, "step")
-    series = _build(history, "step", plan, source, where)
+    series = _build(history, "step", plan, source, where, resumes=True)
     if not series:
         raise _no_metric(source, "log_history keys", keys or ["(log_history is empty)"])
     meta["columns"] = {k: c for k, (c, _) in plan.items() if k in series}
@@ -785,7 +831,7 @@ def _llamafactory(rows: list[dict], source: str, meta: dict[str, object], line_o
         raise InputError("no current_steps in this line", source=source, line=line_of(i))
     series: dict[str, Series] = {}
     columns: dict[str, str] = {}
-    table = _Rows(rows, "current_steps", source, line_of)
+    table = _Rows(rows, "current_steps", source, line_of, resumes=True)
     for canonical in CANONICAL:
         if canonical == "throughput":
             column, unit = "throughput", "tokens/s"  # num_input_tokens_seen / elapsed seconds

@@ -23,6 +23,7 @@ class Series:
     steps: list[int]
     values: list[float]
     unit: str | None = None
+    resumed_at: tuple[int, ...] = ()  # where the logged steps went back (a resumed run), if any
 
     def __len__(self) -> int:
         return len(self.steps)
