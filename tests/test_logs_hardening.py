@@ -282,3 +282,35 @@ def test_a_log_that_never_goes_back_is_not_called_resumed(tmp_path: Path, run_cl
     # a generic JSONL is not assumed to be one run's: steps out of order there are sorted
     rows = [{"step": s, "loss": 1.0 + s} for s in (10, 20, 30, 5)]
     assert read_log(write(tmp_path / "m.jsonl", jsonl(rows))).series["train_loss"].steps == [5, 10, 20, 30]
+
+
+# --- a folder of TensorBoard "Download CSV" exports -------------------------------------------------
+
+
+def _export(path: Path, points) -> Path:  # noqa: ANN001
+    return write(path, "Wall time,Step,Value\n" + "".join(f"{1.7e9 + s},{s},{v}\n" for s, v in points))
+
+
+def test_one_runs_csv_exports_are_read_together_and_overfitting_seen(tmp_path: Path) -> None:
+    from preflight.logs.diagnose import diagnose
+
+    _export(tmp_path / "run-x-tag-train_loss.csv",
+            [(s, 2 * math.exp(-s / 200) + 0.1) for s in range(10, 1010, 10)])
+    _export(tmp_path / "run-x-tag-eval_loss.csv",
+            [(s, 1.0 if s < 500 else 1.0 + (s - 500) / 500) for s in range(100, 1100, 100)])
+    _export(tmp_path / "run-x-tag-train_learning_rate.csv", [(s, 1e-4) for s in range(10, 1010, 10)])
+    _export(tmp_path / "run-y-tag-train_loss.csv", [(s, 5.0) for s in range(10, 100, 10)])  # another run
+    log = read_log(tmp_path)
+    assert set(log.series) == {"train_loss", "eval_loss", "learning_rate"}
+    assert log.series["train_loss"].steps[-1] == 1000 and log.series["train_loss"].values[0] < 5
+    assert len(log.meta["merged_files"]) == 3
+    assert "run 'x'" in log.meta["chosen_because"]
+    overfit = next(d for d in diagnose(log) if d.id == "logs.overfitting")
+    assert overfit.outcome.status.label == "warn"
+
+
+def test_exports_of_different_runs_are_not_merged(tmp_path: Path) -> None:
+    _export(tmp_path / "run-a-tag-train_loss.csv", [(s, 2.0) for s in range(10, 100, 10)])
+    _export(tmp_path / "run-b-tag-eval_loss.csv", [(s, 2.0) for s in range(10, 100, 10)])
+    log = read_log(tmp_path)
+    assert set(log.series) == {"train_loss"} and "merged_files" not in log.meta

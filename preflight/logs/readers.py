@@ -164,6 +164,8 @@ def _read_log(path: Path) -> RunLog:
             chosen = Path(log.source)
         else:
             log = _read_file(chosen)
+            if log.format == "csv" and scalar_export.run_name(chosen) is not None:
+                _merge_scalar_exports(log, chosen, candidates)
         log.meta["candidates"] = [str(c) for c in candidates]
         log.meta["chosen_because"] = _chosen_because(path, chosen, candidates, log.meta)
         return log
@@ -272,6 +274,30 @@ def _candidates(directory: Path) -> list[Path]:
     return found
 
 
+def _merge_scalar_exports(log: RunLog, chosen: Path, candidates: list[Path]) -> None:
+    """TensorBoard's Download CSV saves one metric per file (run-<run>-tag-<tag>.csv): the other
+    exports of the same run in the folder are read into the same log (train and eval loss
+    together, so overfitting can be seen), the first file of a metric winning."""
+    run = scalar_export.run_name(chosen)
+    merged = [str(chosen)]
+    for other in candidates:
+        if other == chosen or scalar_export.run_name(other) != run:
+            continue
+        try:
+            part = _read_csv(other)
+        except InputError:
+            continue  # (not a metric this reads: left out, and still listed as a candidate)
+        if not set(part.series) - set(log.series):
+            continue
+        for name, series in part.series.items():
+            log.series.setdefault(name, series)
+            log.meta["columns"].setdefault(name, f"{other.name}: Value")  # type: ignore[union-attr]
+        merged.append(str(other))
+    if len(merged) > 1:
+        log.series = {k: log.series[k] for k in CANONICAL if k in log.series}
+        log.meta["merged_files"] = merged
+
+
 def _run_folders(directory: Path) -> list[tuple[Path, list[Path]]]:
     """The subfolders holding a log of their own (an output_dir each), with their candidates."""
     runs = []
@@ -345,6 +371,9 @@ def _chosen_because(directory: Path, chosen: Path, candidates: list[Path],
             return (f"{chosen.parent.name}'s trainer_state.json is newer than the top-level one "
                     "(a previous run's in the same output_dir?)")
         return f"the newest checkpoint's ({chosen.parent.name}: the highest step)"
+    if meta.get("merged_files") and scalar_export.run_name(chosen) is not None:
+        return (f"TensorBoard CSV exports of run {scalar_export.run_name(chosen)!r}, one metric "
+                f"each, read together: {', '.join(Path(f).name for f in meta['merged_files'])}")  # type: ignore[union-attr]
     if chosen.name == "trainer_log.jsonl" and any(c.name == "trainer_state.json" for c in candidates):
         return "LLaMA-Factory's live log, written since the newest checkpoint"
     if candidates and _is_tensorboard(candidates[0]) and not _is_tensorboard(chosen):

@@ -30,3 +30,12 @@ def tag_names(path: Path) -> list[str]:
     if "_" in tag and "/" not in tag:
         names.append(tag.replace("_", "/", 1))
     return names
+
+
+def run_name(path: Path) -> str | None:
+    """The run a Download CSV file is of (``run-<run>-tag-<tag>.csv``), or None for other names:
+    the exports of one run's charts, one metric each, belong together."""
+    stem = unquote(path.stem)
+    if not stem.startswith("run-") or "-tag-" not in stem:
+        return None
+    return stem[len("run-"):].rsplit("-tag-", 1)[0]
