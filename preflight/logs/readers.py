@@ -14,7 +14,6 @@ LLaMA-Factory ``trainer_log.jsonl`` is parsed a slice of entries at a time, with
 
 from __future__ import annotations
 
-import bisect
 import csv
 import gc
 import json
@@ -100,8 +99,6 @@ _NOT_METRICS = {"step", "epoch", "total_flos", "num_input_tokens_seen", "eval_ru
                 "eval_samples_per_second", "eval_steps_per_second", "train_runtime",
                 "train_steps_per_second"}
 
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-_TB_GLOB = "events.out.tfevents.*"
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,42 +137,18 @@ def _read_log(path: Path) -> RunLog:
     if not path.exists():
         raise NotYet("no such file or directory", source=str(path))
     if path.is_dir():
-        candidates = _candidates(path)
-        if all(map(_is_tensorboard, candidates)):  # no log of its own: a folder of runs?
-            runs = _run_folders(path)
-            if len(runs) > 1 and not all(all(map(_is_tensorboard, c)) for _, c in runs):
-                raise _several_runs(path, runs)
-            if len(runs) == 1 and (not candidates or not all(map(_is_tensorboard, runs[0][1]))):
-                log = _read_log(runs[0][0])
-                log.meta["chosen_because"] = (f"the only run folder in {path}: "
-                                              + str(log.meta.get("chosen_because", "")))
-                return log
-        if not candidates:
-            raise NotYet(
-                "no training log found here: looked for trainer_state.json (also in checkpoint-N/),"
-                " trainer_log.jsonl, events.out.tfevents.* and *.jsonl/*.csv with a step column",
-                source=str(path))
-        chosen = candidates[0]
-        if _is_tensorboard(chosen) and not _tensorboard_available():
-            # prefer a log we can read over one that needs a package that is not installed
-            chosen = next((c for c in candidates if not _is_tensorboard(c)), chosen)
-        if _is_tensorboard(chosen):
-            log = _read_tensorboard_run(path, [c for c in candidates if _is_tensorboard(c)])
-            chosen = Path(log.source)
-        else:
-            log = _read_file(chosen)
-            if log.format == "csv" and scalar_export.run_name(chosen) is not None:
-                _merge_scalar_exports(log, chosen, candidates)
-        log.meta["candidates"] = [str(c) for c in candidates]
-        log.meta["chosen_because"] = _chosen_because(path, chosen, candidates, log.meta)
-        return log
+        from preflight.logs.folders import read_folder
+
+        return read_folder(path)
     return _read_file(path)
 
 
 def _read_file(path: Path) -> RunLog:
     name = path.name.lower()
     if name.startswith("events.out.tfevents"):
-        return _read_tensorboard(path)
+        from preflight.logs.tensorboard import read_event_file
+
+        return read_event_file(path)
     if name.endswith((".csv", ".tsv")):
         return _read_csv(path)
     if name.endswith((".jsonl", ".ndjson")):
@@ -236,179 +209,6 @@ def _decode(data: bytes, source: str) -> str:
     except UnicodeDecodeError as e:
         raise InputError(f"not a text file (byte {e.start} is not UTF-8)", source=source) from e
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
-
-
-# --------------------------------------------------------------------------------------------
-# directory search
-
-
-def _candidates(directory: Path) -> list[Path]:
-    found: list[Path] = []
-    top = directory / "trainer_state.json"
-    if top.is_file():
-        found.append(top)
-    checkpoints = []
-    for child in directory.iterdir():
-        m = _CHECKPOINT_RE.match(child.name)
-        if m and (child / "trainer_state.json").is_file():
-            checkpoints.append((int(m.group(1)), child / "trainer_state.json"))
-    found.extend(p for _, p in sorted(checkpoints, reverse=True))
-    if top.is_file() and checkpoints and _stale(top, found[1]):
-        found[0], found[1] = found[1], found[0]
-    lf = directory / "trainer_log.jsonl"
-    if lf.is_file():
-        # during a live LLaMA-Factory run the log is written every logging step and the newest
-        # checkpoint only every save: the log is the fresher record when no top-level state exists
-        fresher = not top.is_file() and checkpoints and lf.stat().st_mtime > found[-1].stat().st_mtime
-        if fresher:
-            found.insert(0, lf)
-        else:
-            found.append(lf)
-    events = [p for p in directory.rglob(_TB_GLOB) if p.is_file()]
-    events.sort(key=lambda p: (p.stat().st_mtime, str(p)), reverse=True)
-    found.extend(events)
-    for pattern in ("*.jsonl", "*.ndjson", "*.csv", "*.tsv"):
-        for p in sorted(directory.glob(pattern)):
-            if p != lf and p.is_file() and _has_step_column(p):
-                found.append(p)
-    return found
-
-
-def _merge_scalar_exports(log: RunLog, chosen: Path, candidates: list[Path]) -> None:
-    """TensorBoard's Download CSV saves one metric per file (run-<run>-tag-<tag>.csv): the other
-    exports of the same run in the folder are read into the same log (train and eval loss
-    together, so overfitting can be seen), the first file of a metric winning."""
-    run = scalar_export.run_name(chosen)
-    merged = [str(chosen)]
-    for other in candidates:
-        if other == chosen or scalar_export.run_name(other) != run:
-            continue
-        try:
-            part = _read_csv(other)
-        except InputError:
-            continue  # (not a metric this reads: left out, and still listed as a candidate)
-        if not set(part.series) - set(log.series):
-            continue
-        for name, series in part.series.items():
-            log.series.setdefault(name, series)
-            log.meta["columns"].setdefault(name, f"{other.name}: Value")  # type: ignore[union-attr]
-        merged.append(str(other))
-    if len(merged) > 1:
-        log.series = {k: log.series[k] for k in CANONICAL if k in log.series}
-        log.meta["merged_files"] = merged
-
-
-def _run_folders(directory: Path) -> list[tuple[Path, list[Path]]]:
-    """The subfolders holding a log of their own (an output_dir each), with their candidates."""
-    runs = []
-    try:
-        children = sorted(p for p in directory.iterdir() if p.is_dir())
-    except OSError:
-        return []
-    for child in children:
-        if _CHECKPOINT_RE.match(child.name):
-            continue
-        found = _candidates(child)
-        if found:
-            runs.append((child, found))
-    return runs
-
-
-def _several_runs(directory: Path, runs: list[tuple[Path, list[Path]]]) -> InputError:
-    """Several runs' output folders under one: which one to read is the user's to say (a verdict
-    on the wrong run is worse than none); the most recently written first."""
-    import time
-
-    def written(found: list[Path]) -> float:
-        try:
-            return max(p.stat().st_mtime for p in found)
-        except (OSError, ValueError):
-            return 0.0
-
-    ordered = sorted(runs, key=lambda r: written(r[1]), reverse=True)
-    shown = [f"{run} ({found[0].relative_to(run)}, written "
-             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(written(found)))})"
-             for run, found in ordered[:6]]
-    more = f" and {len(runs) - 6} more" if len(runs) > 6 else ""
-    return InputError(f"{len(runs)} training runs here, not one: " + "; ".join(shown) + more
-                      + f". Pass one as PATH (the newest: {ordered[0][0]})", source=str(directory))
-
-
-# The top-level trainer_state.json is written when a run ends (Trainer.save_state), after its
-# last checkpoint: a checkpoint's that is newer by more than this is a later run's, in the same
-# output_dir, and the top-level one a previous run's. The margin keeps copies (a download, a cp
-# without -p), whose files get their times seconds apart in any order, on the top-level file.
-_STALE_AFTER_S = 60.0
-
-
-def _stale(top: Path, checkpoint: Path) -> bool:
-    try:
-        return checkpoint.stat().st_mtime > top.stat().st_mtime + _STALE_AFTER_S
-    except OSError:
-        return False
-
-
-def _chosen_because(directory: Path, chosen: Path, candidates: list[Path],
-                    meta: dict[str, object] | None = None) -> str:
-    """Why this log of the directory's was read, in words, for the report."""
-    meta = meta or {}
-    if _is_tensorboard(chosen):
-        because = "the newest TensorBoard event file with training scalars"
-        if meta.get("merged_files"):
-            earlier = [f for f in meta["merged_files"] if f != str(chosen)]  # type: ignore[union-attr]
-            because += (f", a run resumed at step {', '.join(map(str, meta['resumed_at']))}"  # type: ignore[arg-type]
-                        f" (merged with the earlier event file(s) {', '.join(earlier)} for the "
-                        "steps before; where they overlap the resumed run's points are kept)")
-        if meta.get("passed_over"):
-            because += (f"; passed over {len(meta['passed_over'])} without training scalars "  # type: ignore[arg-type]
-                        "(add_hparams files, an empty or cut-off writer)")
-        return because
-    top = directory / "trainer_state.json"
-    if chosen == top:
-        return "the run's final trainer_state.json"
-    if chosen.name == "trainer_state.json" and _CHECKPOINT_RE.match(chosen.parent.name):
-        if top in candidates:
-            return (f"{chosen.parent.name}'s trainer_state.json is newer than the top-level one "
-                    "(a previous run's in the same output_dir?)")
-        return f"the newest checkpoint's ({chosen.parent.name}: the highest step)"
-    if meta.get("merged_files") and scalar_export.run_name(chosen) is not None:
-        return (f"TensorBoard CSV exports of run {scalar_export.run_name(chosen)!r}, one metric "
-                f"each, read together: {', '.join(Path(f).name for f in meta['merged_files'])}")  # type: ignore[union-attr]
-    if chosen.name == "trainer_log.jsonl" and any(c.name == "trainer_state.json" for c in candidates):
-        return "LLaMA-Factory's live log, written since the newest checkpoint"
-    if candidates and _is_tensorboard(candidates[0]) and not _is_tensorboard(chosen):
-        return "readable without the tensorboard package"
-    return "the first log found" if len(candidates) > 1 else "the only log found"
-
-
-def _has_step_column(path: Path) -> bool:
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            first = f.readline()
-    except (OSError, UnicodeDecodeError):
-        return False
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        try:
-            row = json.loads(first)
-        except ValueError:
-            return False
-        return isinstance(row, dict) and (
-            "current_steps" in row or _pick({_norm(k): k for k in row}, STEP_KEYS) is not None)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    header = next(csv.reader([first], delimiter=delimiter), [])
-    return _pick({_norm(k): k for k in header}, STEP_KEYS) is not None
-
-
-def _is_tensorboard(path: Path) -> bool:
-    return path.name.startswith("events.out.tfevents")
-
-
-def _tensorboard_available() -> bool:
-    try:
-        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,123 +778,3 @@ def _scalar_export_plan(path: Path, value_column: str, header: list[str]) -> dic
         f"{scalar_export.tag_names(path)[0]!r} is not one this reads (loss, eval_loss, "
         "learning_rate/lr, grad_norm, epoch, *_per_second): save it as e.g. "
         "run-<run>-tag-train_loss.csv, as TensorBoard's Download CSV names it", source=str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# TensorBoard (optional)
-
-
-def _read_tensorboard(path: Path) -> RunLog:
-    source = str(path)
-    tags, series, plan, other = _tensorboard_scalars(path)
-    if not series:
-        raise _no_tensorboard_metric(source, tags)
-    meta: dict[str, object] = {"columns": {k: c for k, (c, _) in plan.items() if k in series},
-                               "other_metrics": other}
-    return RunLog(source=source, format="tensorboard", series=series, meta=meta)
-
-
-def _no_tensorboard_metric(source: str, tags: list[str]) -> InputError:
-    if not tags:  # a writer that has logged nothing yet, a cut-off file, or not an event file
-        return NotYet("no scalar events in it (a run that has not logged yet, or not an event "
-                      "file)", source=source)
-    return _no_metric(source, "scalar tags", tags)
-
-
-def _tensorboard_scalars(path: Path) -> tuple[list[str], dict[str, Series], dict, list[str]]:
-    """One event file's scalar tags, its series, the plan and the unrecognised tags. A record
-    cut off at the end (a live run's file) is where the package stops reading."""
-    source = str(path)
-    try:
-        from tensorboard.backend.event_processing import event_accumulator
-    except ImportError:
-        raise InputError("reading TensorBoard event files needs the tensorboard package, which is"
-                         " not installed: pip install tensorboard", source=source) from None
-    try:
-        acc = event_accumulator.EventAccumulator(
-            source, size_guidance={event_accumulator.SCALARS: 0})
-        acc.Reload()
-        tags = list(acc.Tags().get("scalars", []))
-    except Exception as e:  # noqa: BLE001 - the package's own errors are many and unexported
-        raise InputError(f"not a readable TensorBoard event file: {e}", source=source) from None
-    plan, other = _column_plan(
-        [t for t in tags if _norm(t) not in _TB_SUMMARY_TAGS], "")
-    other = sorted(set(other) | {t for t in tags if _norm(t) in _TB_SUMMARY_TAGS})
-    series: dict[str, Series] = {}
-    for canonical in CANONICAL:
-        if canonical not in plan:
-            continue
-        tag, unit = plan[canonical]
-        events = acc.Scalars(tag)
-        if events:
-            steps = [int(e.step) for e in events]
-            values = [float(e.value) for e in events]
-            series[canonical] = _ordered(canonical, steps, values, unit)
-    return tags, series, plan, other
-
-
-# The Trainer's end-of-training summary (speed_metrics and the run's mean loss), as
-# TensorBoardCallback writes it through rewrite_logs: one point each, never a curve.
-_TB_SUMMARY_TAGS = {"train/train_runtime", "train/train_samples_per_second",
-                    "train/train_steps_per_second", "train/train_loss", "train/total_flos"}
-
-
-def _read_tensorboard_run(directory: Path, events: list[Path]) -> RunLog:
-    """The newest TensorBoard run among ``events`` (newest first), with the event files of the
-    same run it resumed from.
-
-    Hugging Face's Trainer writes a new ``runs/<date>_<host>/`` folder each time it starts (its
-    logging_dir is stamped when the TrainingArguments are made), Lightning a new
-    ``version_N/``; ``SummaryWriter.add_hparams`` writes its own file in a subfolder, with no
-    training scalars. So: files with no recognisable metric are passed over; then an older file
-    that starts at an earlier step than what has been gathered so far is the part of the run
-    before a resume (from a checkpoint at or before the newer file's first step), and its points
-    before that step are kept; an older file that starts at the same step or later is a run that
-    was started over (or another one) and is not read. Where they overlap, the newer file wins:
-    the old run's steps after the checkpoint were trained again."""
-    newest: tuple[Path, dict[str, Series], dict, list[str]] | None = None
-    error: InputError | None = None
-    passed_over: list[str] = []
-    merged: list[tuple[Path, int]] = []  # older files, with the step they are cut at
-    for path in events:
-        try:
-            tags, series, plan, other = _tensorboard_scalars(path)
-        except InputError as e:
-            if isinstance(e, NotYet) or "needs the tensorboard package" not in str(e):
-                error = error or e
-                passed_over.append(str(path))
-                continue
-            raise
-        if not series:
-            error = error or _no_tensorboard_metric(str(path), tags)
-            passed_over.append(str(path))
-            continue
-        if newest is None:
-            newest = (path, series, plan, other)
-            gathered = dict(series)
-            continue
-        start = min(s.steps[0] for s in gathered.values() if s.steps)
-        first = min(s.steps[0] for s in series.values() if s.steps)
-        if first >= start:
-            continue  # a run started over, or another run: not this one's history
-        for name, old in series.items():
-            cut = bisect.bisect_left(old.steps, start)
-            if not cut:
-                continue
-            later = gathered.get(name)
-            gathered[name] = Series(name=name, steps=old.steps[:cut] + (later.steps if later else []),
-                                    values=old.values[:cut] + (later.values if later else []),
-                                    unit=old.unit)
-        merged.append((path, start))
-    if newest is None:
-        assert error is not None
-        raise error
-    path, _, plan, other = newest
-    meta: dict[str, object] = {"columns": {k: c for k, (c, _) in plan.items() if k in gathered},
-                               "other_metrics": other}
-    if merged:
-        meta["resumed_at"] = sorted({step for _, step in merged})
-        meta["merged_files"] = [str(p) for p, _ in reversed(merged)] + [str(path)]
-    if passed_over:
-        meta["passed_over"] = passed_over
-    return RunLog(source=str(path), format="tensorboard", series=gathered, meta=meta)
