@@ -55,7 +55,7 @@ ALIASES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "grad_norm": (("grad_norm", "train/grad_norm", "gradient_norm", "train/gradient_norm"), None),
     "epoch": (("epoch", "train/epoch"), None),
     # preference optimisation (TRL's DPO/ORPO/CPO/KTO trainers log these with the loss; see
-    # diagnose._preference): the share of pairs whose chosen answer out-scores the rejected one,
+    # logs/fit.py, _preference_fit): the share of pairs whose chosen answer out-scores the rejected one,
     # and the mean reward margin between them
     "pref_accuracy": (("rewards/accuracies", "train/rewards/accuracies"), None),
     "pref_margin": (("rewards/margins", "train/rewards/margins"), None),
