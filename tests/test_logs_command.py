@@ -200,3 +200,27 @@ def test_follow_waits_for_a_job_that_has_not_logged_yet(tmp_path):
     missing = [sys.executable, "-m", "preflight", "logs", str(tmp_path / "nope"), "--json"]
     done = subprocess.run(missing, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and "no such file or directory" in done.stderr
+
+
+def test_training_config_is_read_as_preflight_config_reads_it(run_cli, tmp_path):
+    """--config goes through preflight config's reader: Axolotl's own key names (lr_scheduler,
+    num_epochs) count, a bad value is located at its line, and a DeepSpeed file is refused."""
+    from preflight.logs.command import read_training_config
+
+    axolotl = tmp_path / "axolotl.yml"
+    axolotl.write_text("base_model: NousResearch/Llama-3.2-1B\nadapter: lora\nmicro_batch_size: 2\n"
+                       "num_epochs: 1\nlearning_rate: 0.0002\nlr_scheduler: cosine\nwarmup_steps: 10\n")
+    assert read_training_config(axolotl) == {"learning_rate": 0.0002, "lr_scheduler_type": "cosine",
+                                             "warmup_steps": 10.0, "num_train_epochs": 1.0}
+    _, out, _ = run_cli("logs", str(FIXTURES / "whisper_small_hi" / "trainer_state.json"), "--json",
+                        "--config", str(axolotl))
+    mismatch = next(f for f in json.loads(out)["findings"] if f["id"] == "logs.lr_mismatch")
+    assert mismatch["status"] == "warn"  # logged peak ~1e-5 against 2e-4 configured
+    bad = tmp_path / "bad.yml"
+    bad.write_text("base_model: x\nadapter: lora\nmicro_batch_size: 2\nlearning_rate: fast\n")
+    code, _, err = run_cli("logs", str(FIXTURES / "llamafactory_lora"), "--config", str(bad))
+    assert code == 2 and f"{bad}:4:" in err and "learning_rate must be a number" in err
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}}')
+    code, _, err = run_cli("logs", str(FIXTURES / "llamafactory_lora"), "--config", str(ds))
+    assert code == 2 and "not a training config" in err and err.count("\n") == 1

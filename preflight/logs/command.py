@@ -11,24 +11,44 @@ from pathlib import Path
 
 from preflight.errors import InputError
 from preflight.findings import Finding, Status, exit_code, worst
-from preflight.scalar_config import read_scalars
 
 GROUP = "Training logs"
-CONFIG_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "num_train_epochs", "max_steps")
+# the schedule settings diagnose() compares, and the trainconfig concept each one is (whose key
+# names differ by framework: Axolotl's lr_scheduler and num_epochs)
+CONFIG_CONCEPTS = (("learning_rate", "learning_rate"), ("lr_scheduler_type", "scheduler"),
+                   ("warmup_steps", "warmup_steps"), ("warmup_ratio", "warmup_ratio"),
+                   ("num_train_epochs", "epochs"), ("max_steps", "max_steps"))
 
 
 def read_training_config(path: Path) -> dict[str, object]:
-    """The schedule settings of a training config: HF ``training_args.json``/TrainingArguments JSON,
-    or a YAML config (LLaMA-Factory, Axolotl) read for its top-level scalars."""
+    """The schedule settings of a training config, read as ``preflight config`` reads it: HF
+    TrainingArguments (JSON or YAML, a saved ``training_args.json``), LLaMA-Factory or Axolotl
+    YAML, each with its own key names. A file too sparse to tell is read as TrainingArguments."""
+    from dataclasses import replace
+
+    from preflight.trainconfig.job import ALIASES
+    from preflight.trainconfig.readers import KINDS, TRAINER_KINDS, detect_kind, read_config
+    from preflight.trainconfig.rule import as_number
+
+    cfg = read_config(path, kind="hf")  # parsed; what it is decided below
+    kind = detect_kind(cfg.data) or "hf"
+    if kind not in TRAINER_KINDS:
+        raise InputError(f"a {KINDS[kind]}, not a training config: pass the trainer's config "
+                         "(TrainingArguments, LLaMA-Factory or Axolotl)", source=str(path))
+    cfg = replace(cfg, kind=kind)
     out: dict[str, object] = {}
-    for key, value in read_scalars(path, CONFIG_KEYS, "training config").items():
+    for key, concept in CONFIG_CONCEPTS:
+        name = next((k for k in ALIASES[concept].get(kind, ()) if cfg.get(k) is not None), None)
+        if name is None:
+            continue
+        value = cfg.get(name)
         if key == "lr_scheduler_type":
             out[key] = str(value)
             continue
-        try:
-            out[key] = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InputError(f"{key} must be a number, got {value!r}", source=str(path)) from None
+        number = as_number(value)
+        if number is None:
+            raise InputError(f"{name} must be a number, got {value!r}", source=str(path), line=cfg.line(name))
+        out[key] = number
     return out
 
 
