@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,9 +48,41 @@ def _json_loads() -> Callable[[bytes], Any]:
         try:
             return fast(data)
         except orjson.JSONDecodeError:
-            return json.loads(data)
+            value = json.loads(data)
+            if _SURROGATE.search(data) is not None:  # orjson refuses a lone surrogate; json does not
+                _refuse_surrogates(value)
+            return value
 
     return loads
+
+
+# an escaped surrogate (\ud800-\udfff): a pair is one character, a lone one is not Unicode
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class NotUnicode(ValueError):
+    """Valid JSON to Python's parser, but a string holds a lone surrogate (``"\\ud800"``): not
+    Unicode, so Arrow (HF ``datasets``: "The surrogate pair in string is invalid"), orjson and
+    tokenizers refuse it. A record that cannot be loaded, like broken JSON."""
+
+
+def _refuse_surrogates(value: Any) -> None:
+    """Raise :class:`NotUnicode` when a string (or key) of ``value`` holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise NotUnicode(f"a lone surrogate {item[exc.start]!r} in a string (not Unicode; "
+                                 "datasets/Arrow cannot load it)") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads ends in
@@ -57,6 +90,14 @@ _JSON_SPACE = " \t\n\r"
 
 
 def _std_loads(data: bytes) -> Any:
+    """``json.loads(data)``, refusing lone surrogates (see :class:`NotUnicode`)."""
+    value = _std_parse(data)
+    if _SURROGATE.search(data) is not None:
+        _refuse_surrogates(value)
+    return value
+
+
+def _std_parse(data: bytes) -> Any:
     """``json.loads(data)``, without its per-call detours for the common line: one that starts
     with ``{`` (so json.loads would decode it as UTF-8, not UTF-16/32 or with a BOM) and decodes
     as strict UTF-8 goes straight to the C scanner. Anything else, or anything the scanner does
@@ -192,6 +233,8 @@ def _json_error(exc: BaseException) -> str:
         return "invalid JSON: nested too deeply"
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, NotUnicode):
+        return f"invalid JSON: {exc}"
     text = str(exc).split(": line ")[0]
     column: Any = getattr(exc, "colno", None)
     if isinstance(exc, json.JSONDecodeError):  # one JSONL line: an error past its end is at its end
@@ -261,6 +304,15 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
                 except RecursionError:
                     yield Raw(index, start_line, None, "invalid JSON: nested too deeply")
                     return
+            if _SURROGATE_TEXT.search(buf, pos, end) is not None:
+                try:
+                    _refuse_surrogates(value)
+                except NotUnicode as exc:
+                    value, error = None, f"invalid JSON: {exc}"
+                else:
+                    error = None
+            else:
+                error = None
             line += buf.count("\n", pos, end)
             pos = end
             after = skip_ws()
@@ -269,7 +321,7 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
                 skip_ws()  # to the next record's start, so ``line`` is its line
             # records that share a line (a minified array) are located by index, not all at line 1
             shared = start_line == previous or (after == "," and line == start_line)
-            yield Raw(index, None if shared else start_line, value)
+            yield Raw(index, None if shared else start_line, value, error)
             previous = start_line
             index += 1
             if progress is not None and not index % PROGRESS_EVERY:
