@@ -9,19 +9,10 @@ import math
 from pathlib import Path
 
 import pytest
+from logs_kit import jsonl, write
 
 from preflight.errors import InputError
 from preflight.logs.readers import read_log
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def _writer(path: Path):  # noqa: ANN202

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from logs_kit import jsonl, write
 
 from preflight.errors import InputError
 from preflight.logs.readers import read_log
@@ -18,16 +19,6 @@ LOGS = Path(__file__).parent / "fixtures" / "logs"
 WHISPER = LOGS / "whisper_small_hi" / "trainer_state.json"
 LF_STATE = LOGS / "llamafactory_lora" / "trainer_state.json"
 LF_LOG = LOGS / "llamafactory_lora" / "trainer_log.jsonl"
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 # --- Hugging Face trainer_state.json (real files) ----------------------------------------------
