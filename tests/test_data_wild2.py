@@ -46,3 +46,32 @@ def test_lone_surrogates_without_orjson():
     assert readers._std_loads(b'{"a": "\\\\ud800"}') == {"a": "\\ud800"}  # an escaped backslash: text
     with pytest.raises(readers.NotUnicode):
         readers._std_loads(b'{"a": ["x", {"\\uDC00": 1}]}')
+
+
+@pytest.mark.parametrize(("name", "codec", "text", "hint"), [
+    ("excel.csv", "cp1252", "instruction,input,output\nplain,,text\nCafé crème,,naïve “quote”\n",
+     "excel.csv:3: not UTF-8 text (byte 0xe9, column 4); as WINDOWS-1252 it reads 'Café crème,,naïve “quote”': "
+     "iconv -f WINDOWS-1252 -t UTF-8 excel.csv > excel.utf8.csv"),
+    ("zh.json", "gbk", '[{"instruction": "ok", "input": "", "output": "x"},\n'
+                       '{"instruction": "你好，世界", "input": "", "output": "中文回答"}]\n',
+     "zh.json:2: not UTF-8 text (byte 0xc4, column 18); as GB18030 it reads"),
+])
+def test_files_in_another_encoding_name_the_line_and_the_encoding(run_cli, tmp_path, name, codec, text, hint):
+    """A Windows-1252 CSV (Excel's "CSV" on Western European Windows) was reported at line 1 as
+    "byte 28 of a chunk"; now the line, the column and the likely encoding, with the command."""
+    path = tmp_path / name
+    path.write_bytes(text.encode(codec))
+    code, out, err = run_cli("data", str(path))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert hint in err
+    path.write_text(text, encoding="utf-8")  # the same text in UTF-8 reads
+    code, doc, findings = check(run_cli, str(path), "--skip", "data.no_eval")
+    assert code == 0 and doc["splits"]["train"]["stats"]["records"] == 2
+
+
+def test_not_utf8_finds_a_character_cut_by_a_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "CHUNK", 7)
+    path = tmp_path / "t.csv"
+    path.write_bytes("a,b\né,中\nx\xe9\n".encode()[:-2] + b"\xe9\n")
+    error = readers.not_utf8(path)
+    assert error.line == 3 and "column 2" in str(error)

@@ -176,6 +176,49 @@ def _looks_like_lines(path: Path) -> None:
                          "(a LLaMA-Factory dataset_info.json? pass it with --dataset NAME)", source=str(path), line=1)
 
 
+def not_utf8(path: Path) -> InputError:
+    """The error for a file that is not UTF-8: the line and column of the first bad byte and, when
+    that line reads as GB18030 (Chinese) or Windows-1252 (Western European Excel exports), the text
+    so read and the command that converts the file. Found by a second read, in chunks."""
+    line, carry = 1, b""
+    with _open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            data = carry + chunk
+            if not data:
+                return InputError("not UTF-8 text", source=str(path))
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if chunk and exc.reason == "unexpected end of data":  # a character cut by the chunk's end
+                    line += data.count(b"\n", 0, exc.start)
+                    carry = data[exc.start:]
+                    continue
+                line += data.count(b"\n", 0, exc.start)
+                start = data.rfind(b"\n", 0, exc.start) + 1
+                end = data.find(b"\n", exc.start)
+                text = data[start:end if end >= 0 else len(data)].rstrip(b"\r")
+                detail = f"not UTF-8 text (byte 0x{data[exc.start]:02x}, column {exc.start - start + 1})"
+                return InputError(detail + _guess_encoding(text, path), source=str(path), line=line)
+            line += data.count(b"\n")
+            carry = b""
+
+
+def _guess_encoding(text: bytes, path: Path) -> str:
+    for codec, name in (("gb18030", "GB18030"), ("cp1252", "WINDOWS-1252")):
+        try:
+            decoded = text.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        wide = sum(1 for c in decoded if "\u4e00" <= c <= "\u9fff")
+        if codec == "gb18030" and wide * 2 < sum(1 for c in decoded if not c.isascii()):
+            continue  # decodes, but not to Chinese: not GBK
+        shown = decoded if len(decoded) <= 60 else decoded[:57] + "..."
+        out = f"{path.stem}.utf8{path.suffix}"
+        return f"; as {name} it reads {shown!r}: iconv -f {name} -t UTF-8 {path.name} > {out}"
+    return ""
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300] or type(exc).__name__
@@ -260,9 +303,8 @@ def _json_array(path: Path, progress: Callable[[int], None] | None) -> Iterator[
             nonlocal buf, pos, eof
             try:
                 chunk = f.read(CHUNK)
-            except UnicodeDecodeError as exc:
-                raise InputError(f"not UTF-8 text (near character {consumed + len(buf) + exc.start})",
-                                 source=source) from None
+            except UnicodeDecodeError:
+                raise not_utf8(path) from None
             if not chunk:
                 eof = True
                 return False
@@ -355,8 +397,8 @@ def _csv(path: Path, delimiter: str, progress: Callable[[int], None] | None) -> 
                 line = reader.line_num + 1
                 if progress is not None and not index % PROGRESS_EVERY:
                     progress(f.buffer.tell())
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 text (byte {exc.start} of a chunk)", source=source, line=line) from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
         except csv.Error as exc:
             raise InputError(f"CSV: {_one_line(exc)}", source=source, line=reader.line_num or line) from None
     if index == 0:
