@@ -796,3 +796,23 @@ def test_accelerate_gpu_ids_and_main_process_ip(tmp_path, capsys):
     eight = edit_yaml(copy_config(tmp_path, "accelerate/multi_node.yaml", "eight.yaml"), {"gpu_ids": "0,1,2,3,4,5,6,7"})
     _, doc = run_config(capsys, eight, "--gpu", "H100")
     assert statuses(doc, "config.accelerate_processes") == ["pass"]
+
+
+def test_a_llamafactory_config_that_asks_for_nothing_warns(tmp_path, capsys):
+    # LLaMA-Factory's workflows train only if do_train, evaluate only if do_eval, predict only if
+    # do_predict; all default to false: the job loads everything and exits
+    idle = edit_yaml(copy_config(tmp_path, LORA, "idle.yaml"), {"do_train": None})
+    code, doc = run_config(capsys, idle, "--facts", H100)
+    [f] = by_id(doc, "config.nothing_runs")
+    assert f["status"] == "warn" and "all default to false" in f["observed"] and code == 0
+    off = edit_yaml(copy_config(tmp_path, LORA, "off.yaml"), {"do_train": "false"})
+    _, doc = run_config(capsys, off, "--facts", H100)
+    [f] = by_id(doc, "config.nothing_runs")
+    assert f["status"] == "warn" and f["line"] == line_of(off, "do_train: false")
+    _, doc = run_config(capsys, CONFIGS / LORA, "--facts", H100)
+    [f] = by_id(doc, "config.nothing_runs")
+    assert f["status"] == "pass" and f["line"] == line_of(CONFIGS / LORA, "do_train: true")
+    _, doc = run_config(capsys, CONFIGS / "examples/train_lora/llama3_lora_predict.yaml", "--facts", H100)
+    assert statuses(doc, "config.nothing_runs") == ["pass"]  # do_predict
+    _, doc = run_config(capsys, CONFIGS / "axolotl/lora-1b.yml", "--facts", H100)
+    assert by_id(doc, "config.nothing_runs")[0]["line"] is None  # not LLaMA-Factory: nothing to check

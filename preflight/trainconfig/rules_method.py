@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from preflight.findings import fail, passed
+from preflight.findings import fail, passed, warn
 from preflight.trainconfig.job import Job
-from preflight.trainconfig.rule import Located, rule, truthy
+from preflight.trainconfig.rule import Located, as_bool, rule, truthy
 
 QUANTIZED_TRAINABLE = ("lora", "oft")  # the finetuning_type values LLaMA-Factory accepts with quantization_bit
 
@@ -81,3 +81,28 @@ def _axolotl_quantized(job: Job) -> Iterator[Located]:
             "load_in_4bit: true", "set load_in_4bit: true (or adapter: lora for an unquantized model)"))
         return
     yield Located(t.at("load_in_4bit"), passed(f"adapter qlora with load_in_4bit at {t.at('load_in_4bit')}"))
+
+
+@rule("config.nothing_runs", "The config asks for some work")
+def nothing_runs(job: Job) -> Iterator[Located]:
+    """A LLaMA-Factory config with none of ``do_train``, ``do_eval``, ``do_predict`` true: its
+    workflows (``train/sft/workflow.py`` ``run_sft``, and the pt/rm/dpo/kto/ppo ones alike) train
+    only ``if training_args.do_train``, evaluate only ``if do_eval``, predict only ``if
+    do_predict``, and all three default to false (transformers ``TrainingArguments``). The job
+    loads the model and the dataset on every GPU, then exits 0 having done nothing: it starts, so
+    this warns rather than fails, but no run is wanted like that."""
+    t = job.trainer
+    if t is None or t.kind != "llamafactory":
+        return
+    asked = [k for k in ("do_train", "do_eval", "do_predict") if as_bool(t.get(k))]
+    if asked:
+        yield Located(t.at(asked[0]), passed(f"{', '.join(asked)} set"))
+        return
+    written = [k for k in ("do_train", "do_eval", "do_predict") if t.has(k)]
+    where = t.at(written[0]) if written else str(t.path)
+    yield Located(where, warn(
+        "none of do_train, do_eval, do_predict is true"
+        + (f" ({', '.join(f'{k} = {t.get(k)}' for k in written)})" if written else " (all default to false)")
+        + ": LLaMA-Factory loads the model and data, then exits without training, evaluating or predicting",
+        "do_train: true (or do_eval / do_predict)",
+        "add do_train: true"))
