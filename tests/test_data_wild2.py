@@ -5,6 +5,7 @@ local file. Each case has a valid form that must pass and a broken one that must
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,83 @@ def test_not_utf8_finds_a_character_cut_by_a_chunk(tmp_path, monkeypatch):
     path.write_bytes("a,b\né,中\nx\xe9\n".encode()[:-2] + b"\xe9\n")
     error = readers.not_utf8(path)
     assert error.line == 3 and "column 2" in str(error)
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SYSTEM_DEFAULT = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nbe helpful<|im_end|>\n{% endif %}"
+                  + CHATML)
+
+
+def _model_folder(folder: Path, template: str | None) -> Path:
+    """A model folder as ``save_pretrained`` leaves it: tokenizer.json (WordLevel here),
+    tokenizer_config.json with a chat_template, special_tokens_map.json."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers
+
+    words = "question number about things answer is long enough user assistant system be helpful".split()
+    specials = ["[UNK]", "<|im_start|>", "<|im_end|>"]
+    tok = tokenizers.Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(specials[1:])
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    config = {"eos_token": "<|im_end|>", "tokenizer_class": "PreTrainedTokenizerFast"}
+    if template is not None:
+        config["chat_template"] = template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "special_tokens_map.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    return folder
+
+
+@pytest.mark.parametrize(("template", "expected", "how"), [
+    # ChatML: <|im_start|> role <|im_end|> around each turn, the "\n"s are no WordLevel token: 3 a turn
+    (CHATML, 4 + 4 + 3 * 2, "+3 per turn and +0 per sample, measured from the tokenizer_config.json's chat_template"),
+    # a default system prompt (Qwen2.5 adds one): 5 tokens once per sample
+    (SYSTEM_DEFAULT, 4 + 4 + 3 * 2 + 5, "+3 per turn and +5 per sample"),
+    (None, 4 + 4 + 5 * 2, "+5 per turn (assumed, ChatML: no chat_template found)"),
+])
+def test_token_counts_use_the_model_folders_chat_template(run_cli, tmp_path, template, expected, how):
+    """The counts were the text's tokens + 5 a turn whatever the template, and the report did not
+    say so when --tokenizer was given. Now the template's own tokens are measured, and said."""
+    pytest.importorskip("jinja2")
+    folder = _model_folder(tmp_path / "model", template)
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "question number about things"},
+                                             {"role": "assistant", "content": "answer is long enough"}]}) + "\n")
+    code, doc, _ = check(run_cli, str(data), "--tokenizer", str(folder), "--skip", "data.no_eval")
+    assert code == 0 and doc["tokens"]["exact"] is True and how in doc["tokens"]["template"]["how"]
+    assert doc["splits"]["train"]["stats"]["tokens"]["max"] == expected
+    code, out, _ = run_cli("data", str(data), "--tokenizer", str(folder), "--skip", "data.no_eval")
+    assert "token counts are exact" in out and "chat template +" in " ".join(out.split())
+
+
+def test_tokenizer_that_is_not_local_or_not_a_tokenizer_is_one_clear_line(run_cli, tmp_path, monkeypatch):
+    data = tmp_path / "t.jsonl"
+    data.write_text('{"text": "question"}\n')
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli("data", str(data), "--tokenizer", "Qwen/Qwen2.5-7B")
+    assert code == 2 and "local files only and never downloads" in err and "huggingface-cli download" in err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("a model card")
+    code, _, err = run_cli("data", str(data), "--tokenizer", str(tmp_path / "notes"))
+    assert code == 2 and "not a tokenizer folder" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "sp").mkdir()
+    (tmp_path / "sp" / "tokenizer.model").write_bytes(b"\x0a\x05 not a real sentencepiece model")
+    code, _, err = run_cli("data", str(data), "--tokenizer", str(tmp_path / "sp"))
+    assert code == 2 and "SentencePiece tokenizer.model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_hub_id_in_the_local_cache_is_read_from_it(run_cli, tmp_path, monkeypatch):
+    """A hub id already downloaded (``~/.cache/huggingface/hub``) is read from the cache, offline."""
+    snapshot = tmp_path / "cache" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.parent.mkdir(parents=True)
+    _model_folder(snapshot, CHATML)
+    (tmp_path / "cache" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "cache" / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "t.jsonl"
+    data.write_text('{"text": "question number"}\n')
+    code, doc, _ = check(run_cli, str(data), "--tokenizer", "org/tiny", "--skip", "data.no_eval")
+    assert code == 0 and doc["tokens"]["exact"] is True and "abc123" in doc["tokens"]["how"]

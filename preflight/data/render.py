@@ -22,7 +22,9 @@ def render_json(report: DataReport, code: int) -> str:
         "command": "data",
         "splits": {"train": _split_json(report.train),
                    **({"eval": _split_json(report.eval)} if report.eval is not None else {})},
-        "tokens": {"exact": report.tokens.exact, "how": report.tokens.label, "max_tokens": report.max_tokens},
+        "tokens": {"exact": report.tokens.exact, "how": report.tokens.label, "max_tokens": report.max_tokens,
+                   "template": {"per_turn": report.tokens.per_turn, "per_sample": report.tokens.per_sample,
+                                "how": report.tokens.template}},
         "near_duplicates": report.near,
         "fix": report.fixed,
         "seconds": round(report.seconds, 3),
@@ -120,6 +122,9 @@ def render_terminal(console, report: DataReport, code: int, strict: bool) -> Non
         console.print(labels)
     if not report.tokens.exact:
         console.print(Text(f"token counts are an {report.tokens.label}; --tokenizer PATH counts exactly", style="dim"))
+    else:
+        console.print(Text(f"token counts are {report.tokens.label}, chat template {report.tokens.template}",
+                           style="dim"))
     problems = sorted((f for f in report.findings if f.status >= Status.WARN), key=lambda f: -f.status)
     if problems:
         table = Table(title="Problems", title_justify="left", title_style="bold", expand=True, show_lines=True)

@@ -18,7 +18,7 @@ from preflight.data.records import Problem, Sample, check_record
 from preflight.data.rules import RULES, Hits
 from preflight.data.stats import SplitStats, script_of
 from preflight.data.text_quality import quality_problems
-from preflight.data.tokens import TEMPLATE_TOKENS_PER_TURN, TokenCounter, too_long
+from preflight.data.tokens import ESTIMATE, TokenCounter, too_long
 from preflight.errors import InputError
 from preflight.findings import Status
 
@@ -80,6 +80,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     batch_texts: list[str] = []
     counter = options.counter
     estimating = counter is None or not counter.exact
+    per_turn, per_sample = (counter or ESTIMATE).per_turn, (counter or ESTIMATE).per_sample
     from preflight.data.tokens import estimate_tokens as count
     # samples awaiting exact counts: index, line, prompt, answer, turns, script, rejected answer
     pending: list[tuple[int, int | None, str, str, int, str, str | None]] = []
@@ -92,7 +93,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
         half = len(pending)
         other = iter(counts[2 * half:])
         for k, (index, line, prompt, answer, turns, script, alt) in enumerate(pending):
-            prompt_tokens = counts[k] + TEMPLATE_TOKENS_PER_TURN * turns
+            prompt_tokens = counts[k] + per_turn * turns + per_sample
             answer_tokens = counts[half + k]
             longest = max(answer_tokens, next(other)) if alt is not None else answer_tokens
             if max_tokens is not None and prompt_tokens + longest > max_tokens:
@@ -147,7 +148,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
                     prompt_tokens, answer_tokens = (len(prompt) + 3) >> 2, (len(answer) + 3) >> 2
                 else:
                     prompt_tokens, answer_tokens = count(prompt), count(answer)
-                prompt_tokens += TEMPLATE_TOKENS_PER_TURN * sample.turns
+                prompt_tokens += per_turn * sample.turns + per_sample
                 longest = answer_tokens if alt is None else max(answer_tokens, count(alt))
                 if max_tokens is not None and prompt_tokens + longest > max_tokens:
                     problems.append(("data.too_long", too_long(prompt_tokens, answer_tokens, longest, max_tokens)))
