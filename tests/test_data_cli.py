@@ -158,7 +158,7 @@ def test_classification_like_data_shows_labels(run_cli, tmp_path):
     (["."], "is a folder"),
     (["{train}", "--tokenizer", "nowhere"], "no such tokenizer"),
     (["{train}", "--only", "data.nope"], "unknown check id"),
-    (["{info}", "--dataset", "remote"], "is remote (hf_hub_url)"),
+    (["{info}", "--dataset", "remote"], "is on the Hugging Face Hub (hf_hub_url"),
     (["{info}", "--dataset", "absent"], "Undefined dataset 'absent'"),
     (["{train}", "--dataset", "x"], "TRAIN is not one"),
     (["{train}", "--eval", "missing.jsonl"], "missing.jsonl: no such file"),

@@ -156,3 +156,50 @@ def test_a_hub_id_in_the_local_cache_is_read_from_it(run_cli, tmp_path, monkeypa
     data.write_text('{"text": "question number"}\n')
     code, doc, _ = check(run_cli, str(data), "--tokenizer", "org/tiny", "--skip", "data.no_eval")
     assert code == 0 and doc["tokens"]["exact"] is True and "abc123" in doc["tokens"]["how"]
+
+
+def _alpaca_lines(*pairs: tuple[str, str]) -> str:
+    return "".join(json.dumps({"instruction": q, "input": "", "output": a}) + "\n" for q, a in pairs)
+
+
+def test_dataset_info_folder_and_several_entries_are_one_split(run_cli, tmp_path):
+    """LLaMA-Factory loads every file of a ``file_name`` folder, and ``dataset: a,b`` concatenates
+    entries; both were refused ("is a folder", "Undefined dataset 'a,b'"). Each record is located
+    in its own file, and a repeat across files is one."""
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "b.json").write_text(_alpaca_lines(("what is two", "two"), ("what is one", "one")))
+    (tmp_path / "parts" / "a.json").write_text(_alpaca_lines(("what is three", "three")))
+    (tmp_path / "extra.jsonl").write_text(_alpaca_lines(("what is four", "four")))
+    info = tmp_path / "dataset_info.json"
+    info.write_text(json.dumps({"folder": {"file_name": "parts"}, "extra": {"file_name": "extra.jsonl"},
+                                "chat": {"file_name": "extra.jsonl", "formatting": "sharegpt"}}))
+    code, doc, findings = check(run_cli, str(info), "--dataset", "folder,extra", "--skip", "data.no_eval")
+    split = doc["splits"]["train"]
+    assert code == 0 and bad(findings) == {} and split["stats"]["records"] == 4
+    assert [Path(p).name for p in split["files"]] == ["a.json", "b.json", "extra.jsonl"]
+    (tmp_path / "extra.jsonl").write_text(_alpaca_lines(("what is four", "four"), ("what is one", "one"), ("x", "")))
+    code, doc, findings = check(run_cli, str(info), "--dataset", "folder,extra", "--skip", "data.no_eval")
+    assert code == 1
+    assert findings["data.duplicate"]["evidence"]["locations"][0]["at"] == f"{tmp_path / 'extra.jsonl'}:2"
+    assert findings["data.duplicate"]["evidence"]["locations"][0]["detail"] == f"same as {tmp_path / 'parts' / 'b.json'}:2"
+    assert findings["data.empty_answer"]["evidence"]["locations"][0]["at"] == f"{tmp_path / 'extra.jsonl'}:3"
+    code, _, err = run_cli("data", str(info), "--dataset", "folder,chat")
+    assert code == 2 and "read differently" in err
+    (tmp_path / "parts" / "c.csv").write_text("instruction,input,output\nq,,a\n")
+    code, _, err = run_cli("data", str(info), "--dataset", "folder")
+    assert code == 2 and "types are not identical" in err
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"hf_hub_url": "tatsu-lab/alpaca"}, "on the Hugging Face Hub (hf_hub_url 'tatsu-lab/alpaca'), not a local file"),
+    ({"ms_hub_url": "AI-ModelScope/alpaca"}, "on ModelScope"),
+    ({"script_url": "my_script"}, "built by a loading script (script_url 'my_script'), which preflight does not run"),
+])
+def test_dataset_info_entries_that_are_not_local_files(run_cli, tmp_path, entry, message):
+    (tmp_path / "d.jsonl").write_text(_alpaca_lines(("q", "a")))
+    info = tmp_path / "dataset_info.json"
+    info.write_text(json.dumps({"remote": entry, "local": {"file_name": "d.jsonl", "num_samples": 1}}))
+    code, _, err = run_cli("data", str(info), "--dataset", "remote")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    code, doc, findings = check(run_cli, str(info), "--dataset", "local", "--skip", "data.no_eval")
+    assert code == 0 and "num_samples 1" in doc["splits"]["train"]["format"]["how"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from preflight.data.dedup import SHINGLE, SHINGLE_CJK, bands_rows, confirm, matches
 from preflight.data.formats import Schema, from_dataset_info, matching_entry, schema_from_entry
+from preflight.data.readers import FileSet
 from preflight.data.rules import Hits, findings, select
 from preflight.data.scan import ScanOptions, SplitScan, scan_split, texts_of
 from preflight.data.tokens import ESTIMATE, TokenCounter, load_tokenizer
@@ -36,7 +37,7 @@ def _csv(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Path, Schema | None]:
+def _resolve(args: argparse.Namespace) -> tuple[Path | FileSet, Schema | None]:
     train: Path = args.train
     if train.name == "dataset_info.json":
         return from_dataset_info(train, args.dataset)
@@ -72,7 +73,8 @@ def analyse(args: argparse.Namespace, progress_console=None) -> DataReport:  # n
     rules = select(_csv(args.only), _csv(args.skip))
     chosen = {r.id for r in rules}
     train_path, schema = _resolve(args)
-    inputs = [train_path] + ([args.eval] if args.eval else [])
+    inputs = train_path.paths if isinstance(train_path, FileSet) else [train_path]
+    inputs = inputs + ([args.eval] if args.eval else [])
     for path in inputs:  # before minutes of reading the other split
         if not path.exists():
             raise InputError("no such file", source=str(path))

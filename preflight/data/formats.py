@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.data.preference import CHOSEN, REJECTED, is_pair
+from preflight.data.readers import FileSet, folder_files
 from preflight.errors import InputError
 
 FORMATS = ("alpaca", "sharegpt", "messages", "text")
@@ -214,8 +215,10 @@ def detect(records: list[Any], forced: str, source: str) -> Schema:
 # LLaMA-Factory dataset_info.json
 
 
-def from_dataset_info(info_path: Path, name: str | None) -> tuple[Path, Schema]:
-    """The data file and schema of one ``dataset_info.json`` entry (``name``, or the only local one)."""
+def from_dataset_info(info_path: Path, name: str | None) -> tuple[Path | FileSet, Schema]:
+    """The data file(s) and schema of ``dataset_info.json`` entries: ``name`` (``a,b`` for several,
+    read as one split, as LLaMA-Factory concatenates them), or the only local one. A ``file_name``
+    that is a folder is every file in it."""
     source = str(info_path)
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
@@ -231,14 +234,47 @@ def from_dataset_info(info_path: Path, name: str | None) -> tuple[Path, Schema]:
             listed = ", ".join(repr(n) for n in local[:10]) or "none"
             raise InputError(f"pass --dataset NAME to pick an entry (local ones: {listed})", source=source)
         name = local[0]
-    entry = info.get(name)
-    if entry is None:
-        raise InputError(f"Undefined dataset {name!r} in dataset_info.json", source=source)
-    if "file_name" not in entry:
-        where = next((k for k in ("hf_hub_url", "ms_hub_url", "script_url", "cloud_file_name") if k in entry), "?")
-        raise InputError(f"entry {name!r} is remote ({where}); download it and check the file", source=source)
-    data_path = info_path.parent / str(entry["file_name"])
-    return data_path, schema_from_entry(entry, f"{info_path.name} entry {name!r}", source)
+    names = [n.strip() for n in name.split(",") if n.strip()]  # LLaMA-Factory's ``dataset: a,b``
+    files: list[Path] = []
+    schema: Schema | None = None
+    for one in names:
+        entry = info.get(one)
+        if entry is None:
+            raise InputError(f"Undefined dataset {one!r} in dataset_info.json", source=source)
+        data_path = info_path.parent / _local_file(entry, one, source)
+        how = f"{info_path.name} entry {one!r}" if len(names) == 1 else f"{info_path.name} entries {', '.join(names)}"
+        if entry.get("num_samples") is not None:
+            how += (f"; num_samples {entry['num_samples']}: LLaMA-Factory trains on that many drawn at random, "
+                    "all are checked")
+        this = schema_from_entry(entry, how, source)
+        if schema is not None and replace(this, how="") != replace(schema, how=""):
+            raise InputError(f"entries {names[0]!r} and {one!r} are read differently (formatting, columns or "
+                             "tags): check them one at a time", source=source)
+        schema = schema or this
+        files += folder_files(data_path) if data_path.is_dir() else [data_path]
+    if schema is None:
+        raise InputError("--dataset names no entry", source=source)
+    if len(files) == 1:
+        return files[0], schema
+    return FileSet(", ".join(str(f) for f in files[:2]) + (f" (+{len(files) - 2} files)" if len(files) > 2 else ""),
+                   files), schema
+
+
+def _local_file(entry: dict[str, Any], name: str, source: str) -> str:
+    """The ``file_name`` of an entry, or a one-line error for an entry that is not a local file."""
+    if "file_name" in entry:
+        return str(entry["file_name"])
+    for key, what in (("hf_hub_url", "on the Hugging Face Hub"), ("ms_hub_url", "on ModelScope"),
+                      ("om_hub_url", "on Modelers"), ("cloud_file_name", "in cloud storage")):
+        if key in entry:
+            fetch = (f": `huggingface-cli download --repo-type dataset {entry[key]} --local-dir DIR`"
+                     if key == "hf_hub_url" else "")
+            raise InputError(f"entry {name!r} is {what} ({key} {entry[key]!r}), not a local file; download it{fetch} "
+                             "and check its data file, or add an entry with file_name", source=source)
+    if "script_url" in entry:
+        raise InputError(f"entry {name!r} is built by a loading script (script_url {entry['script_url']!r}), which "
+                         "preflight does not run; check the data files the script reads", source=source)
+    raise InputError(f"entry {name!r} has no file_name (nor a hub URL)", source=source)
 
 
 def schema_from_entry(entry: dict[str, Any], how: str, source: str) -> Schema:

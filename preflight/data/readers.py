@@ -231,10 +231,73 @@ def _check_readable(path: Path) -> None:
         raise InputError("is a folder; give a data file", source=str(path))
 
 
-def read_records(path: Path, progress: Callable[[int], None] | None = None,
+class FileSet:
+    """Several data files read as one split, one after the other: a LLaMA-Factory ``file_name``
+    that is a folder (LLaMA-Factory loads every file in it; they must share one type) or
+    ``--dataset a,b``. Quacks like the ``Path`` of one file where the scan needs it (``name``,
+    ``str``); ``starts`` holds (first record index, file) as the files are read, so a record is
+    located in its own file: ``part2.json:3``."""
+
+    def __init__(self, label: str, paths: list[Path]) -> None:
+        self.label, self.paths = label, paths
+        self.name = label
+        self.starts: list[tuple[int, Path]] = []
+
+    def __str__(self) -> str:
+        return self.label
+
+    def is_file(self) -> bool:
+        return False
+
+    def exists(self) -> bool:
+        return True
+
+    def is_dir(self) -> bool:
+        return False
+
+    def locate(self, index: int) -> tuple[Path, int]:
+        """The file of the record at split index ``index``, and its index in that file."""
+        from bisect import bisect_right
+
+        k = max(0, bisect_right([s for s, _ in self.starts], index) - 1)
+        start, path = self.starts[k] if self.starts else (0, self.paths[0])
+        return path, index - start
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The data files of a LLaMA-Factory folder entry: every file in it (hidden ones aside), in name
+    order; one type, as LLaMA-Factory requires ("File types should be identical")."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise InputError("a folder with no data files", source=str(folder))
+    kinds = {p.suffix.lower() for p in files}
+    if len(kinds) > 1:
+        raise InputError(f"files of several types ({', '.join(sorted(kinds))}); LLaMA-Factory refuses a folder "
+                         "whose file types are not identical", source=str(folder))
+    return files
+
+
+def _read_set(files: FileSet, progress: Callable[[int], None] | None) -> Iterator[Raw]:
+    files.starts = []
+    offset, done = 0, 0
+    for path in files.paths:
+        files.starts.append((offset, path))
+        size = path.stat().st_size
+        report = None if progress is None else (lambda n, base=done: progress(base + n))
+        count = 0
+        for raw in read_records(path, report):
+            yield raw._replace(index=offset + raw.index)
+            count = raw.index + 1
+        offset += count
+        done += size
+
+
+def read_records(path: Path | FileSet, progress: Callable[[int], None] | None = None,
                  wanted: set[int] | None = None) -> Iterator[Raw]:
     """Every record of ``path`` in order; ``progress(bytes_read)`` is called now and then.
     With ``wanted``, JSONL lines of other records are counted but not parsed (a second pass)."""
+    if isinstance(path, FileSet):
+        return _read_set(path, progress)
     _check_readable(path)
     kind = kind_of(path)
     if kind == "jsonl":

@@ -12,7 +12,9 @@ from preflight.findings import Status, worst
 
 
 def _split_json(scan: SplitScan) -> dict[str, Any]:
-    return {"path": str(scan.path), "format": scan.schema.to_json(), "stats": scan.stats.to_json()}
+    files = getattr(scan.path, "paths", None)  # several files read as one split (a folder, --dataset a,b)
+    return {"path": str(scan.path), **({"files": [str(p) for p in files]} if files else {}),
+            "format": scan.schema.to_json(), "stats": scan.stats.to_json()}
 
 
 def render_json(report: DataReport, code: int) -> str:

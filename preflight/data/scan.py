@@ -13,7 +13,7 @@ from pathlib import Path
 
 from preflight.data.dedup import NO_HASH, LshIndex, normalise, repeats
 from preflight.data.formats import DETECT_RECORDS, Schema, detect
-from preflight.data.readers import read_records
+from preflight.data.readers import FileSet, read_records
 from preflight.data.records import Problem, Sample, check_record
 from preflight.data.rules import RULES, Hits
 from preflight.data.stats import SplitStats, script_of
@@ -39,7 +39,7 @@ class ScanOptions:
 
 @dataclass
 class SplitScan:
-    path: Path
+    path: Path | FileSet
     schema: Schema
     stats: SplitStats
     dropped: set[int] = field(default_factory=set)  # broken records and exact repeats (--fix)
@@ -52,6 +52,9 @@ class SplitScan:
 
     def where(self, index: int) -> str:
         line = self.lines[index]
+        if isinstance(self.path, FileSet):
+            file, local = self.path.locate(index)
+            return where(str(file), None if line < 0 else line, local)
         return where(self.path.name if self.name is None else self.name, None if line < 0 else line, index)
 
     name: str | None = None
@@ -62,7 +65,8 @@ def where(name: str, line: int | None, index: int) -> str:
     return f"{name}:{line}" if line is not None else f"{name}[{index}]"
 
 
-def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
+
+def scan_split(path: Path | FileSet, name: str, options: ScanOptions, hits: Hits,
                progress: Callable[[int], None] | None = None) -> SplitScan:
     records = read_records(path, progress)
     head = list(islice(records, DETECT_RECORDS))
@@ -85,6 +89,11 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     # samples awaiting exact counts: index, line, prompt, answer, turns, script, rejected answer
     pending: list[tuple[int, int | None, str, str, int, str, str | None]] = []
     max_tokens = options.max_tokens
+    locate = where
+    if isinstance(path, FileSet):  # several files: each record is located in its own
+        def locate(name: str, line: int | None, index: int) -> str:
+            file, local = path.locate(index)
+            return where(str(file), line, local)
 
     def count_pending() -> None:
         """Exact counts for the pending samples, one batch through the tokenizer."""
@@ -97,7 +106,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             answer_tokens = counts[half + k]
             longest = max(answer_tokens, next(other)) if alt is not None else answer_tokens
             if max_tokens is not None and prompt_tokens + longest > max_tokens:
-                add_hit("data.too_long", where(name, line, index),
+                add_hit("data.too_long", locate(name, line, index),
                         too_long(prompt_tokens, answer_tokens, longest, max_tokens))
             stats.add(turns, prompt_tokens, answer_tokens, script, answer)
         pending.clear()
@@ -110,7 +119,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     for index, line, value, error in chain(head, records):
         lines.append(-1 if line is None else line)
         if error is not None:
-            add_hit("data.invalid_json", where(name, line, index), error)
+            add_hit("data.invalid_json", locate(name, line, index), error)
             dropped.add(index)
             text_hashes.append(NO_HASH)
             if keep_prompts:
@@ -160,7 +169,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
             if keep_prompts:
                 prompt_hashes.append(NO_HASH)
         if problems:
-            at = where(name, line, index)
+            at = locate(name, line, index)
             for rule_id, detail in problems:
                 add_hit(rule_id, at, detail)
                 if rule_id in _BREAKS:
@@ -177,7 +186,7 @@ def scan_split(path: Path, name: str, options: ScanOptions, hits: Hits,
     return scan
 
 
-def texts_of(path: Path, schema: Schema, wanted: set[int]) -> Iterator[tuple[int, str]]:
+def texts_of(path: Path | FileSet, schema: Schema, wanted: set[int]) -> Iterator[tuple[int, str]]:
     """The normalised texts of the ``wanted`` records, re-read from the file (the confirmation pass
     of near-duplicate detection)."""
     if not wanted:
