@@ -366,3 +366,25 @@ def test_openai_role_names_in_a_sharegpt_file_get_the_tags_that_map_them(run_cli
     (tmp_path / "dataset_info.json").write_text(json.dumps(info))
     code, _, findings = check(run_cli, str(tmp_path / "dataset_info.json"), "--dataset", "sg", "--skip", "data.no_eval")
     assert code == 0 and findings["data.unknown_role"]["status"] == "pass"
+
+
+def test_ultrafeedback_binarized_pairs_are_read_once(run_cli, tmp_path):
+    """HuggingFaceH4/ultrafeedback_binarized: chosen/rejected are whole conversations (TRL's
+    implicit prompt), next to prompt, prompt_id, messages (the chosen conversation again) and the
+    scores. The pair is read from chosen/rejected alone: 2 turns a sample, not 4, no unexpected keys."""
+    rows = []
+    for i in range(3):
+        user = {"role": "user", "content": f"Question number {i}: how do I reverse a list {i} times?"}
+        good, bad = {"role": "assistant", "content": f"Use xs[::-1] ({i})."}, {"role": "assistant", "content": "No."}
+        rows.append({"prompt": user["content"], "prompt_id": f"p{i}", "chosen": [user, good], "rejected": [user, bad],
+                     "messages": [user, good], "score_chosen": 8.0, "score_rejected": 2.0})
+    path = _write_jsonl(tmp_path / "uf.jsonl", rows)
+    code, doc, findings = check(run_cli, str(path), "--skip", "data.no_eval,data.near_duplicate")
+    train = doc["splits"]["train"]
+    assert code == 0 and train["format"]["keys"]["messages"] == "chosen" and "completion" not in train["format"]["keys"]
+    assert train["stats"]["turns"] == {"2": 3}
+    assert findings["data.unexpected_key"]["status"] == "pass"
+    # a misspelt key beside them is still unexpected
+    rows[1]["score_chosn"] = 1.0
+    _, _, findings = check(run_cli, str(_write_jsonl(path, rows)), "--skip", "data.no_eval,data.near_duplicate")
+    assert findings["data.unexpected_key"]["status"] == "warn" and "score_chosn" in findings["data.unexpected_key"]["observed"]

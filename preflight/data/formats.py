@@ -113,9 +113,24 @@ def _chat_schema(fmt: str, how: str, key: str, first_message: dict | None) -> Sc
     return Schema(fmt, how, messages=key, role="role", content="content", roles=dict(MESSAGE_ROLES))
 
 
+# Columns published beside whole-conversation pairs, which trainers do not read: TRL's
+# implicit-prompt shape as HuggingFaceH4/ultrafeedback_binarized ships it (prompt, prompt_id,
+# messages = the chosen conversation again, score_chosen, score_rejected).
+IMPLICIT_PAIR_EXTRAS = frozenset({"prompt", "prompt_id", "messages", "score_chosen", "score_rejected"})
+
+
 def _pair_vote(record: dict) -> tuple[str, Schema] | None:
     """A preference pair's shape (see preference.py), or None."""
     pair = {"rejected": REJECTED}
+    chosen = record.get(CHOSEN)
+    if isinstance(chosen, list):
+        first = next((m for m in chosen if isinstance(m, dict)), None)
+        if first is not None and first.get("role", first.get("from")) not in ("assistant", "gpt"):
+            # the whole conversation (TRL's implicit prompt): read it alone, whatever else the
+            # record repeats of it (a ``messages`` column would double every sample)
+            fmt = "sharegpt" if "from" in first else "messages"
+            return fmt, replace(_chat_schema(fmt, "", CHOSEN, first), completion=None,
+                                mapped=IMPLICIT_PAIR_EXTRAS, **pair)
     for key in ("conversations", "messages", "prompt", CHOSEN):
         value = record.get(key)
         if isinstance(value, list):  # turns: the chosen ones follow them, unless they are the chosen
