@@ -388,3 +388,17 @@ def test_ultrafeedback_binarized_pairs_are_read_once(run_cli, tmp_path):
     rows[1]["score_chosn"] = 1.0
     _, _, findings = check(run_cli, str(_write_jsonl(path, rows)), "--skip", "data.no_eval,data.near_duplicate")
     assert findings["data.unexpected_key"]["status"] == "warn" and "score_chosn" in findings["data.unexpected_key"]["observed"]
+
+
+def test_ultrachat_prompt_columns_beside_messages_are_known(run_cli, tmp_path):
+    """HuggingFaceH4/ultrachat_200k: prompt (the first user turn again) and prompt_id beside messages."""
+    rows = [{"prompt": f"Tell me about topic {i}.", "prompt_id": f"{i:064x}",
+             "messages": [{"role": "user", "content": f"Tell me about topic {i}."},
+                          {"role": "assistant", "content": f"Topic {i} is a subject with a long history."}]}
+            for i in range(3)]
+    path = _write_jsonl(tmp_path / "uc.jsonl", rows)
+    code, _, findings = check(run_cli, str(path), "--skip", "data.no_eval,data.near_duplicate")
+    assert code == 0 and findings["data.unexpected_key"]["status"] == "pass"
+    rows[0]["promt"] = "typo"
+    _, _, findings = check(run_cli, str(_write_jsonl(path, rows)), "--skip", "data.no_eval,data.near_duplicate")
+    assert findings["data.unexpected_key"]["status"] == "warn" and "promt" in findings["data.unexpected_key"]["observed"]

@@ -40,8 +40,10 @@ METADATA_KEYS = frozenset({"id", "idx", "uid", "source", "category", "lang", "la
 
 # dataset_info.json columns read beside the text, whichever names they map to
 MAPPED_COLUMNS = ("tools", "images", "videos", "audios", "kto_tag")
-# record-level keys of OpenAI chat fine-tuning beside ``messages`` (and ``tools``, above)
-CHAT_RECORD_KEYS = frozenset({"functions", "parallel_tool_calls"})
+# record-level keys of OpenAI chat fine-tuning beside ``messages`` (and ``tools``, above), and
+# the ``prompt``/``prompt_id`` columns HuggingFaceH4/ultrachat_200k ships beside its messages (the
+# first user turn again, and its hash), which trainers reading ``messages`` pass over
+CHAT_RECORD_KEYS = frozenset({"functions", "parallel_tool_calls", "prompt", "prompt_id"})
 
 
 @dataclass(frozen=True)
