@@ -402,3 +402,19 @@ def test_ultrachat_prompt_columns_beside_messages_are_known(run_cli, tmp_path):
     rows[0]["promt"] = "typo"
     _, _, findings = check(run_cli, str(_write_jsonl(path, rows)), "--skip", "data.no_eval,data.near_duplicate")
     assert findings["data.unexpected_key"]["status"] == "warn" and "promt" in findings["data.unexpected_key"]["observed"]
+
+
+def test_plain_text_samples_get_no_chat_template_tokens(run_cli, tmp_path):
+    """A ``text`` dataset is trained as written (TRL's dataset_text_field, LLaMA-Factory's pt
+    stage): its token count is the text's alone, where a chat sample adds the template's."""
+    text = "word " * 40 + "end."  # 204 ASCII characters: 51 tokens by the estimate
+    plain = _write_jsonl(tmp_path / "pt.jsonl", [{"text": text}, {"text": text.upper()}])
+    code, doc, findings = check(run_cli, str(plain), "--max-tokens", "51", "--skip", "data.no_eval,data.duplicate")
+    tokens = doc["splits"]["train"]["stats"]["tokens"]
+    assert code == 0 and tokens["max"] == 51 and findings["data.too_long"]["status"] == "pass"
+    assert doc["splits"]["train"]["chat_template_counted"] is False
+    chat = _write_jsonl(tmp_path / "chat.jsonl", [{"instruction": "", "input": "", "output": text},
+                                                  {"instruction": "x", "input": "", "output": text.upper()}])
+    _, doc, findings = check(run_cli, str(chat), "--max-tokens", "51", "--skip", "data.no_eval,data.duplicate,data.empty_prompt")
+    assert findings["data.too_long"]["status"] == "warn"  # + 5 template tokens a turn
+    assert doc["splits"]["train"]["chat_template_counted"] is True

@@ -14,7 +14,8 @@ from preflight.findings import Status, worst
 def _split_json(scan: SplitScan) -> dict[str, Any]:
     files = getattr(scan.path, "paths", None)  # several files read as one split (a folder, --dataset a,b)
     return {"path": str(scan.path), **({"files": [str(p) for p in files]} if files else {}),
-            "format": scan.schema.to_json(), "stats": scan.stats.to_json()}
+            "format": scan.schema.to_json(), "stats": scan.stats.to_json(),
+            "chat_template_counted": scan.schema.format != "text"}
 
 
 def render_json(report: DataReport, code: int) -> str:
@@ -125,8 +126,9 @@ def render_terminal(console, report: DataReport, code: int, strict: bool) -> Non
     if not report.tokens.exact:
         console.print(Text(f"token counts are an {report.tokens.label}; --tokenizer PATH counts exactly", style="dim"))
     else:
-        console.print(Text(f"token counts are {report.tokens.label}, chat template {report.tokens.template}",
-                           style="dim"))
+        plain = all(scan.schema.format == "text" for scan in (report.train, report.eval) if scan is not None)
+        template = "none (plain text is trained as written)" if plain else report.tokens.template
+        console.print(Text(f"token counts are {report.tokens.label}, chat template {template}", style="dim"))
     problems = sorted((f for f in report.findings if f.status >= Status.WARN), key=lambda f: -f.status)
     if problems:
         table = Table(title="Problems", title_justify="left", title_style="bold", expand=True, show_lines=True)

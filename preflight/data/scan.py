@@ -85,6 +85,8 @@ def scan_split(path: Path | FileSet, name: str, options: ScanOptions, hits: Hits
     counter = options.counter
     estimating = counter is None or not counter.exact
     per_turn, per_sample = (counter or ESTIMATE).per_turn, (counter or ESTIMATE).per_sample
+    if schema.format == "text":  # trained as written (TRL's dataset_text_field, LLaMA-Factory's pt stage)
+        per_turn = per_sample = 0
     from preflight.data.tokens import estimate_tokens as count
     # samples awaiting exact counts: index, line, prompt, answer, turns, script, rejected answer
     pending: list[tuple[int, int | None, str, str, int, str, str | None]] = []
