@@ -339,6 +339,15 @@ def run(argv: list[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
+def entry() -> None:
+    """The console script and ``python -m preflight``: :func:`main`, then exit (see
+    :mod:`preflight.process_exit` for the one shortcut taken after a large result)."""
+    from preflight.process_exit import as_console, leave
+
+    as_console()
+    leave(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     code = 0
     try:

@@ -224,3 +224,34 @@ def test_training_config_is_read_as_preflight_config_reads_it(run_cli, tmp_path)
     ds.write_text('{"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}}')
     code, _, err = run_cli("logs", str(FIXTURES / "llamafactory_lora"), "--config", str(ds))
     assert code == 2 and "not a training config" in err and err.count("\n") == 1
+
+
+def test_a_large_log_ends_the_process_early_with_every_byte_written(tmp_path, run_cli):
+    """`preflight logs` on a log of 100,000 points or more leaves through os._exit once its report
+    is flushed (no freeing of millions of floats at exit): the exit code and the whole JSON
+    document must still come out, through a pipe too; in-process main() returns as ever."""
+    import os
+    import subprocess
+    import sys
+
+    history = [{"step": s, "loss": 2.0 - s * 1e-6, "learning_rate": 1e-4} for s in range(1, 60_001)]
+    log = tmp_path / "trainer_state.json"
+    log.write_text(json.dumps({"global_step": 60_000, "max_steps": 60_000, "log_history": history}))
+    cmd = [sys.executable, "-m", "preflight", "logs", str(log), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ})
+    doc = json.loads(done.stdout)  # the whole document, flushed before the early exit
+    assert doc["series"]["train_loss"]["points"] == 60_000
+    assert done.returncode == doc["verdict"]["exit_code"] and "Traceback" not in done.stderr
+    head = subprocess.run(f"{' '.join(cmd)} | head -c 100", shell=True, capture_output=True, text=True, timeout=120)
+    assert len(head.stdout) == 100 and head.stderr == ""  # a closed pipe: quiet
+    code, out, _ = run_cli("logs", str(log), "--json")  # in-process: returns normally
+    assert code == doc["verdict"]["exit_code"] and json.loads(out)["series"] == doc["series"]
+    # the shortcut is taken for the large log only: an atexit handler runs after a small one
+    script = ("import atexit, sys; atexit.register(lambda: print('teardown', file=sys.stderr)); "
+              "sys.argv = ['preflight', 'logs', sys.argv[1], '--json']; "
+              "from preflight.cli import entry; entry()")
+    big = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=120)
+    small = subprocess.run([sys.executable, "-c", script, str(FIXTURES / "whisper_small_hi" / "trainer_state.json")],
+                           capture_output=True, text=True, timeout=120)
+    assert "teardown" not in big.stderr and json.loads(big.stdout)["series"] == doc["series"]
+    assert "teardown" in small.stderr and small.returncode == 0

@@ -49,7 +49,7 @@ def test_wheel_maps_checks_and_matrix_into_the_namespace(wheel):
 
 def test_wheel_has_the_console_script(wheel):
     entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
-    assert "preflight = preflight.cli:main" in wheel.read(entry_points).decode()
+    assert "preflight = preflight.cli:entry" in wheel.read(entry_points).decode()
 
 
 def test_wheel_carries_every_subpackage(wheel):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from preflight.errors import InputError
 from preflight.findings import Finding, Status, exit_code, worst
+from preflight.process_exit import skip_teardown
 
 GROUP = "Training logs"
 # the schedule settings diagnose() compares, and the trainconfig concept each one is (whose key
@@ -51,6 +52,8 @@ def read_training_config(path: Path) -> dict[str, object]:
         out[key] = number
     return out
 
+
+SKIP_TEARDOWN_FROM = 100_000  # points: from here freeing the log at exit is worth skipping (0.2 s at 5M)
 
 EVENTS = ("logs.nan_loss", "logs.loss_spike", "logs.grad_norm_explosion")  # marked at every step
 
@@ -239,5 +242,7 @@ def run_logs(args: argparse.Namespace) -> int:
                 _render(console, log, diagnoses, findings, code, strict)
             last_signature = signature
         if not args.follow:
+            if sum(map(len, log.series.values())) >= SKIP_TEARDOWN_FROM:
+                skip_teardown(log)  # everything is written: no need to free the log float by float
             return code
         time.sleep(args.interval)
