@@ -419,6 +419,19 @@ def test_a_loss_of_exactly_zero_for_long_is_reported():
     assert by_id(ds)["logs.loss_spike"].outcome.status == Status.PASS
 
 
+def test_the_last_finite_loss_before_a_nan_is_a_real_one_not_a_skipped_step():
+    """A NaN after steps skipped on fp16 overflow (loss 0.0): the report names the last real loss
+    before it, not a skipped step's 0."""
+    skipped = {97, 98, 99}
+    log = make_log(loss=lambda s: float("nan") if s >= 100 else 0.0 if s in skipped else clean_loss(s))
+    nan = by_id(diagnose(log, configured=COSINE))["logs.nan_loss"]
+    assert nan.outcome.status == Status.FAIL and nan.outcome.evidence["last_finite"]["step"] == 96
+    assert nan.outcome.evidence["last_finite"]["value"] > 1.0  # a real loss (noise on the curve), not 0
+    plain = by_id(diagnose(make_log(loss=lambda s: float("nan") if s >= 100 else clean_loss(s)),
+                           configured=COSINE))["logs.nan_loss"]
+    assert plain.outcome.evidence["last_finite"]["step"] == 99
+
+
 # --- missing evidence, throughput ---------------------------------------------------------------
 
 

@@ -99,8 +99,12 @@ def read_curve(log: RunLog, name: str, max_points: int) -> Curve | None:
         bad = next(compress(range(len(values)), map(operator.not_, map(isfinite, values))), None)
         if bad is not None:  # (else: only the sum overflowed)
             curve.bad_step, curve.bad_value = steps[bad], values[bad]
-            if bad > 0:
-                curve.last_finite_before_bad = (steps[bad - 1], values[bad - 1])
+            last = bad - 1
+            if name == "train_loss":  # a skipped step's 0.0 is no "last finite loss" (see below)
+                while last >= 0 and values[last] == 0.0:
+                    last -= 1
+            if last >= 0:
+                curve.last_finite_before_bad = (steps[last], values[last])
             if not any(map(isfinite, values[bad:])):  # the usual case: NaN from there on
                 curve.steps, curve.values = steps[:bad], values[:bad]
                 curve.bad_steps = steps[bad:]
