@@ -418,3 +418,29 @@ def test_plain_text_samples_get_no_chat_template_tokens(run_cli, tmp_path):
     _, doc, findings = check(run_cli, str(chat), "--max-tokens", "51", "--skip", "data.no_eval,data.duplicate,data.empty_prompt")
     assert findings["data.too_long"]["status"] == "warn"  # + 5 template tokens a turn
     assert doc["splits"]["train"]["chat_template_counted"] is True
+
+
+def test_parquet_with_unified_structs_does_not_warn_of_null_keys(run_cli, tmp_path):
+    """HF datasets writes Parquet with one struct type for every turn and one schema for every row:
+    a turn carries every key any turn has (tool_calls, refusal, ...), null where it had none. A
+    null key carries nothing; a key with a value the trainer does not read still warns."""
+    import pytest
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    def turn(role: str, text: str, refusal: str | None = None) -> dict:
+        return {"role": role, "content": text, "refusal": refusal, "tool_calls": None}
+
+    rows = [{"messages": [turn("user", f"Q{i}: name a prime number above {i}."), turn("assistant", f"{i * 7 + 3}.")],
+             "source": None, "extra_note": None} for i in range(4)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    code, _, findings = check(run_cli, str(path), "--skip", "data.no_eval,data.near_duplicate")
+    assert code == 0 and findings["data.unexpected_key"]["status"] == "pass"
+    rows[2]["messages"][1]["refusal"] = "I cannot help with that."
+    rows[3]["extra_note"] = "kept by hand"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    _, _, findings = check(run_cli, str(path), "--skip", "data.no_eval,data.near_duplicate")
+    observed = findings["data.unexpected_key"]["observed"]
+    assert "train.parquet[2] turn 1: 'refusal'" in observed and "train.parquet[3] 'extra_note'" in observed
