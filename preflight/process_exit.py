@@ -9,6 +9,7 @@ once. ``preflight.cli.main`` called in-process (tests, other programs) always re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -38,9 +39,7 @@ def leave(code: int) -> NoReturn:
     """Exit with ``code``; through ``os._exit`` when a command asked to skip the teardown."""
     if _skip:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be written
                 stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed pipe: nothing more can be written anyway
         os._exit(code)
     sys.exit(code)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any
 
-from preflight.findings import Outcome, Status
+from preflight.findings import Outcome, Status, skip
 from preflight.logs.thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -337,6 +337,14 @@ class Context:
 
     def enough_train(self) -> bool:
         return self.train is not None and len(self.train) >= self.t.min_points
+
+    def without_train(self, id_: str) -> Diagnosis | None:
+        """The skip of a diagnosis that needs the train loss, when there is none or too little."""
+        if self.train is None:
+            return diagnosis(id_, skip("no train_loss series"))
+        if not self.enough_train():
+            return diagnosis(id_, skip(f"only {len(self.train)} finite train_loss points (need {self.t.min_points})"))
+        return None
 
 
 def diagnosis(id_: str, outcome: Outcome, steps: tuple[int, ...] = ()) -> Diagnosis:

@@ -95,11 +95,9 @@ def overfitting(c: Context) -> Diagnosis:
 
 def underfitting(c: Context) -> Diagnosis:
     id_ = "logs.underfitting"
+    if (missing := c.without_train(id_)) is not None:
+        return missing
     t, tr = c.t, c.train
-    if tr is None:
-        return diagnosis(id_, skip("no train_loss series"))
-    if not c.enough_train():
-        return diagnosis(id_, skip(f"only {len(tr)} finite train_loss points (need {t.min_points})"))
     progress, how = c.progress()
     if progress is not None and progress < t.min_progress:
         return diagnosis(id_, skip(f"the log covers only {progress:.0%} of the run ({how})"))
@@ -181,11 +179,9 @@ def _preference_fit(c: Context, progress: float | None) -> Diagnosis:
 
 def fast_convergence(c: Context) -> Diagnosis:
     id_ = "logs.fast_convergence"
+    if (missing := c.without_train(id_)) is not None:
+        return missing
     t, tr = c.t, c.train
-    if tr is None:
-        return diagnosis(id_, skip("no train_loss series"))
-    if not c.enough_train():
-        return diagnosis(id_, skip(f"only {len(tr)} finite train_loss points (need {t.min_points})"))
     early_end = tr.first_step + t.fast_frac * (tr.last_step - tr.first_step)
     basis = f"the first {t.fast_frac:.0%} of steps"
     ep = c.epoch
